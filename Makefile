@@ -1,0 +1,45 @@
+# Flotilla's two entry points: `make run` (the main job) and `make test` (the
+# whole suite). Both install what a fresh Debian/Ubuntu machine with only the
+# Rust toolchain is missing, then build.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps lint unit bench fmt clean
+
+## Installs the system packages the build needs (RocksDB's bindgen wants
+## libclang; protoc comes from a crate). Idempotent and quick when present.
+deps:
+	@if ! command -v $(CARGO) >/dev/null; then \
+		echo "cargo not found: install the Rust toolchain (rustup) first" >&2; exit 1; fi
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libclang' || ! command -v clang >/dev/null; then \
+		echo "installing clang and libclang-dev"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang libclang-dev >/dev/null; \
+	fi
+	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
+
+## The main job: until the store lands, a 3-peer in-memory raft group
+## elects a leader, replicates and commits entries, and prints what it did.
+run: deps
+	$(CARGO) run --release -p flotilla-raft --example demo
+
+## Everything CI checks: formatting, lints, and every test in the workspace.
+test: deps lint unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+bench: deps
+	$(CARGO) bench --workspace
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

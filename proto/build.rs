@@ -1,0 +1,17 @@
+//! Compiles `protos/*.proto` with prost. `protoc` comes from the
+//! protoc-bin-vendored crate, so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let protos = ["protos/raftpb.proto"];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc);
+    // Entry payloads are shared between the log cache, messages and the
+    // apply path; `Bytes` makes those copies reference counts.
+    config.bytes(["."]);
+    config.compile_protos(&protos, &["protos"])?;
+    Ok(())
+}
