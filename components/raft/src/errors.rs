@@ -20,6 +20,9 @@ pub enum Error {
     /// progress, uncommitted-size cap reached, or this peer was removed.
     #[error("raft: proposal dropped")]
     ProposalDropped,
+    /// A message from a peer breaks the protocol's rules and was dropped.
+    #[error("raft: malformed message: {0}")]
+    MalformedMessage(String),
     /// The configuration given to `RawNode::new` is invalid.
     #[error("raft: invalid config: {0}")]
     ConfigInvalid(String),
@@ -44,6 +47,7 @@ impl PartialEq for Error {
             (Error::StepPeerNotFound(a), Error::StepPeerNotFound(b)) => a == b,
             (Error::ProposalDropped, Error::ProposalDropped) => true,
             (Error::ConfigInvalid(a), Error::ConfigInvalid(b)) => a == b,
+            (Error::MalformedMessage(a), Error::MalformedMessage(b)) => a == b,
             (Error::ConfChange(a), Error::ConfChange(b)) => a == b,
             (Error::Decode { what: a, .. }, Error::Decode { what: b, .. }) => a == b,
             _ => false,

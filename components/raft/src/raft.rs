@@ -279,10 +279,16 @@ impl<S: Storage> Raft<S> {
             // and carry no term, so they are never dropped as stale.
             m.term = self.term;
         }
+        // Held until durable: acknowledgements of appended entries and of
+        // votes, our own acknowledgements, and vote requests. A candidate
+        // that asked for votes in a term it had not persisted could crash,
+        // forget the term, win it a second time with a different log and
+        // break log matching.
         let after_append = m.to == self.id
             || matches!(
                 t,
                 MessageType::MsgAppendResponse
+                    | MessageType::MsgRequestVote
                     | MessageType::MsgRequestVoteResponse
                     | MessageType::MsgRequestPreVoteResponse
             );

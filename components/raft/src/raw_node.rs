@@ -175,6 +175,14 @@ impl<S: Storage> RawNode<S> {
         if t.is_response() && self.raft.trk.get(m.from).is_none() {
             return Err(Error::StepPeerNotFound(m.from));
         }
+        // Only proposals and reads forwarded by a follower travel without a
+        // term; anything else with term 0 would be taken as current.
+        if m.term == 0 && !matches!(t, MessageType::MsgPropose | MessageType::MsgReadIndex) {
+            return Err(Error::MalformedMessage(format!(
+                "{t:?} from {} without a term",
+                m.from
+            )));
+        }
         self.raft.step(m)
     }
 

@@ -119,7 +119,7 @@ impl<S: Storage> Raft<S> {
         let refuse = match cc {
             Err(_) => Some("undecodable".to_string()),
             Ok(cc) => {
-                let joint = self.trk.config.voters.outgoing.len() > 0;
+                let joint = self.trk.config.voters.is_joint();
                 if self.pending_conf_index > self.raft_log.applied {
                     Some(format!(
                         "possible unapplied conf change at index {} (applied to {})",
