@@ -388,3 +388,131 @@ fn local(t: MessageType) -> Message {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    fn node(id: u64, voters: &[u64]) -> RawNode<MemStorage> {
+        let cs = ConfState {
+            voters: voters.to_vec(),
+            ..Default::default()
+        };
+        RawNode::new(&Config::new(id), MemStorage::new_with_conf_state(cs)).expect("valid")
+    }
+
+    /// Persists and advances until the node has nothing more to do,
+    /// returning every message it wanted sent.
+    fn drain(n: &mut RawNode<MemStorage>) -> Vec<Message> {
+        let mut out = Vec::new();
+        while n.has_ready() {
+            let mut rd = n.ready();
+            n.store().persist_ready(&rd).expect("persist");
+            out.append(&mut rd.messages);
+            out.append(&mut rd.persisted_messages);
+            n.advance(rd);
+        }
+        out
+    }
+
+    #[test]
+    fn a_single_voter_becomes_leader_only_after_persisting_its_vote() {
+        let mut n = node(1, &[1]);
+        n.campaign().unwrap();
+        // Pre-vote, then vote: each of our own votes counts once durable.
+        assert_ne!(n.raft.state, StateRole::Leader);
+        drain(&mut n);
+        assert_eq!(n.raft.state, StateRole::Leader);
+        assert_eq!(
+            n.raft.raft_log.committed, 1,
+            "the leader's empty entry commits alone"
+        );
+    }
+
+    #[test]
+    fn local_and_termless_messages_from_peers_are_refused() {
+        let mut n = node(1, &[1, 2, 3]);
+        let hup = Message {
+            msg_type: MessageType::MsgHup as i32,
+            from: 2,
+            ..Default::default()
+        };
+        assert_eq!(n.step(hup), Err(Error::StepLocalMsg));
+        let hb = Message {
+            msg_type: MessageType::MsgHeartbeat as i32,
+            from: 2,
+            commit: 5,
+            ..Default::default()
+        };
+        assert!(matches!(n.step(hb), Err(Error::MalformedMessage(_))));
+        let resp = Message {
+            msg_type: MessageType::MsgAppendResponse as i32,
+            from: 9,
+            term: 1,
+            ..Default::default()
+        };
+        assert_eq!(n.step(resp), Err(Error::StepPeerNotFound(9)));
+    }
+
+    #[test]
+    fn asynchronous_persistence_holds_our_own_ack_until_reported() {
+        let mut n = node(1, &[1]);
+        n.campaign().unwrap();
+        drain(&mut n);
+        let committed = n.raft.raft_log.committed;
+        n.propose(Bytes::new(), Bytes::from_static(b"x")).unwrap();
+        let rd = n.ready();
+        assert_eq!(rd.entries.len(), 1);
+        assert!(rd.must_sync);
+        let number = rd.number();
+        n.store().persist_ready(&rd).unwrap();
+        n.advance_append_async(rd);
+        assert_eq!(
+            n.raft.raft_log.committed, committed,
+            "not durable yet: no commit"
+        );
+        assert!(!n.has_ready(), "nothing new until the write is reported");
+        n.on_persist_ready(number);
+        assert_eq!(n.raft.raft_log.committed, committed + 1);
+        let rd = n.ready();
+        assert_eq!(rd.committed_entries.len(), 1);
+        let applied = rd.committed_entries[0].index;
+        n.advance_append_async(rd);
+        n.advance_apply_to(applied);
+        assert_eq!(n.raft.raft_log.applied, applied);
+    }
+
+    #[test]
+    fn an_idle_leader_reports_quiescence_until_something_happens() {
+        let mut nodes: Vec<RawNode<MemStorage>> = (1..=3).map(|id| node(id, &[1, 2, 3])).collect();
+        nodes[0].campaign().unwrap();
+        let mut rounds = 0;
+        loop {
+            let mut msgs = Vec::new();
+            for n in nodes.iter_mut() {
+                msgs.extend(drain(n));
+            }
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                nodes[(m.to - 1) as usize].step(m).unwrap();
+            }
+            rounds += 1;
+            assert!(rounds < 50, "did not settle");
+        }
+        assert_eq!(nodes[0].raft.state, StateRole::Leader);
+        // Followers learned the commit index only if it was sent to them.
+        nodes[0].raft.bcast_heartbeat();
+        for m in drain(&mut nodes[0]) {
+            nodes[(m.to - 1) as usize].step(m).unwrap();
+        }
+        assert!(nodes[0].is_quiescent());
+        assert!(!nodes[1].is_quiescent(), "only a leader reports quiescence");
+        nodes[0]
+            .propose(Bytes::new(), Bytes::from_static(b"x"))
+            .unwrap();
+        assert!(!nodes[0].is_quiescent());
+    }
+}

@@ -189,14 +189,14 @@ mod tests {
 
     #[test]
     fn restores_random_conf_states() {
-        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
-        for _ in 0..500 {
+        flotilla_testkit::for_each_seed("restores_random_conf_states", 500, |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let n = rng.random_range(0..10);
             let mut want = random_conf_state(&mut rng, n);
             // Order on the wire does not matter.
             want.voters.reverse();
             round_trip(&want);
-        }
+        });
     }
 
     #[test]
