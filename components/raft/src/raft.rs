@@ -361,9 +361,11 @@ impl<S: Storage> Raft<S> {
             "raft {}: leader cannot become pre-candidate",
             self.id
         );
-        // Unlike `reset`, keep the term, the vote and the known leader's absence.
+        // Unlike `reset`, keep the term and the vote. A fresh timeout keeps
+        // two pre-candidates from retrying in lockstep.
         self.trk.reset_votes();
         self.lead = 0;
+        self.reset_randomized_election_timeout();
         self.state = StateRole::PreCandidate;
         info!(raft_id = self.id, term = self.term, "became pre-candidate");
     }
