@@ -294,7 +294,8 @@ impl<S: Storage> Raft<S> {
         let (sindex, sterm) = (snapshot.index(), snapshot.term());
         let pr = self.trk.get_mut(to).expect("checked above");
         info!(
-            raft_id = to,
+            raft_id = self.id,
+            to,
             snapshot_index = sindex,
             snapshot_term = sterm,
             "leader sends a snapshot to peer in {}",

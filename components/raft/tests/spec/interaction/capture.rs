@@ -1,0 +1,157 @@
+//! The script's output buffer, and a tracing layer that copies the raft
+//! core's log events into it.
+//!
+//! Everything lives in a thread-local, so scripts (or other tests) running
+//! on other threads never mix their output. The harness writes its own
+//! lines with [`emit`]; events arrive interleaved in the order they happen.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::subscriber::DefaultGuard;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+#[derive(Debug)]
+struct State {
+    out: String,
+    /// The most verbose level captured; `None` captures nothing.
+    level: Option<Level>,
+    /// The node the harness is driving, named in events without a `raft_id`.
+    node: u64,
+    indent: usize,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = const {
+        RefCell::new(State { out: String::new(), level: Some(Level::INFO), node: 0, indent: 0 })
+    };
+}
+
+/// Installs the capturing subscriber for this thread until the guard drops.
+pub fn install() -> DefaultGuard {
+    tracing::subscriber::set_default(tracing_subscriber::registry().with(CaptureLayer))
+}
+
+/// Re-registers every log call site with the current subscribers.
+///
+/// Tracing caches, per call site, whether any subscriber wants its events.
+/// A call site first reached on another thread (another test in this
+/// binary) while our subscriber was being installed can cache "nobody",
+/// and would then never reach us: refreshing before each command fixes
+/// that (the cost is small).
+pub fn refresh() {
+    tracing::callsite::rebuild_interest_cache();
+}
+
+/// Restores the defaults (log level info, no node, no indent, empty buffer).
+pub fn reset() {
+    STATE.with(|s| {
+        *s.borrow_mut() = State {
+            out: String::new(),
+            level: Some(Level::INFO),
+            node: 0,
+            indent: 0,
+        }
+    });
+}
+
+/// Writes one line of harness output at the current indent.
+pub fn emit(line: impl AsRef<str>) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let pad = s.indent;
+        let _ = writeln!(s.out, "{:pad$}{}", "", line.as_ref());
+    });
+}
+
+/// Takes everything written since the last call.
+pub fn take() -> String {
+    STATE.with(|s| std::mem::take(&mut s.borrow_mut().out))
+}
+
+/// Sets which events are captured: `None` for none, else up to `level`.
+pub fn set_level(level: Option<Level>) {
+    STATE.with(|s| s.borrow_mut().level = level);
+}
+
+/// Names the node the harness is about to drive.
+pub fn set_node(id: u64) {
+    STATE.with(|s| s.borrow_mut().node = id);
+}
+
+/// Runs `f` with the output indented by `by` more columns.
+pub fn indented<R>(by: usize, f: impl FnOnce() -> R) -> R {
+    STATE.with(|s| s.borrow_mut().indent += by);
+    let r = f();
+    STATE.with(|s| s.borrow_mut().indent -= by);
+    r
+}
+
+#[derive(Debug)]
+struct CaptureLayer;
+
+impl<S: Subscriber> Layer<S> for CaptureLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if !meta.target().starts_with("flotilla_raft") {
+            return;
+        }
+        let wanted = STATE.with(|s| s.borrow().level.is_some_and(|max| *meta.level() <= max));
+        if !wanted {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let node = fields
+            .raft_id
+            .unwrap_or_else(|| STATE.with(|s| s.borrow().node));
+        let who = if node == 0 {
+            String::new()
+        } else {
+            format!(" {node}")
+        };
+        emit(format!(
+            "{}{who} {}{}",
+            meta.level(),
+            fields.message,
+            fields.rest
+        ));
+    }
+}
+
+/// An event's fields: its message, the id of the raft peer it is about, and
+/// the other fields as ` key=value` in the order they were recorded.
+#[derive(Debug, Default)]
+struct Fields {
+    message: String,
+    raft_id: Option<u64>,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "raft_id" {
+            self.raft_id = Some(value);
+        } else {
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        }
+    }
+}
