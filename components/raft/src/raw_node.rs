@@ -455,6 +455,71 @@ mod tests {
         assert_eq!(n.step(resp), Err(Error::StepPeerNotFound(9)));
     }
 
+    fn msg(t: MessageType, from: u64, term: u64) -> Message {
+        Message {
+            msg_type: t as i32,
+            from,
+            to: 1,
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: Bytes::from_static(b"d"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_append_rewriting_committed_entries_is_dropped_not_obeyed() {
+        let mut n = node(1, &[1, 2, 3]);
+        let mut app = msg(MessageType::MsgAppend, 2, 2);
+        app.entries = vec![entry(1, 1), entry(2, 1), entry(3, 2)];
+        app.commit = 3;
+        n.step(app).unwrap();
+        drain(&mut n);
+        assert_eq!(n.raft.raft_log.committed, 3);
+        // A confused peer claims index 2 has another term: committed
+        // entries must never change, and the peer cannot crash us.
+        let mut bad = msg(MessageType::MsgAppend, 2, 3);
+        bad.index = 1;
+        bad.log_term = 1;
+        bad.entries = vec![entry(2, 3)];
+        n.step(bad).unwrap();
+        drain(&mut n);
+        assert_eq!(n.raft.raft_log.term(2), Ok(1));
+        assert_eq!(n.raft.raft_log.last_index(), 3);
+    }
+
+    #[test]
+    fn an_ack_beyond_the_leaders_log_is_ignored() {
+        let mut n = node(1, &[1, 2]);
+        n.campaign().unwrap();
+        drain(&mut n);
+        let mut grant = msg(MessageType::MsgRequestPreVoteResponse, 2, 1);
+        grant.to = 1;
+        n.step(grant).unwrap();
+        drain(&mut n);
+        let grant = msg(MessageType::MsgRequestVoteResponse, 2, 1);
+        n.step(grant).unwrap();
+        drain(&mut n);
+        assert_eq!(n.raft.state, StateRole::Leader);
+        let last = n.raft.raft_log.last_index();
+        let mut ack = msg(MessageType::MsgAppendResponse, 2, 1);
+        ack.index = last + 100;
+        n.step(ack).unwrap();
+        drain(&mut n);
+        assert_eq!(n.raft.trk.get(2).map(|pr| pr.matched), Some(0));
+        assert_eq!(
+            n.raft.raft_log.committed, 0,
+            "nothing committed on a bogus ack"
+        );
+    }
+
     #[test]
     fn asynchronous_persistence_holds_our_own_ack_until_reported() {
         let mut n = node(1, &[1]);

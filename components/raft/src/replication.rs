@@ -388,6 +388,18 @@ impl<S: Storage> Raft<S> {
             }
             return;
         }
+        if m.index > self.raft_log.last_index() {
+            // No correct peer acknowledges entries we never had; obeying it
+            // would break `matched < next_idx` and the commit rule.
+            warn!(
+                raft_id = self.id,
+                from,
+                index = m.index,
+                "ignored an ack beyond our log"
+            );
+            return;
+        }
+        let pr = self.trk.get_mut(from).expect("caller checked the peer");
         let old_paused = pr.is_paused();
         if !pr.maybe_update(m.index) {
             return;
