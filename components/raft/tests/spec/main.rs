@@ -4,3 +4,4 @@
 
 mod interaction;
 mod paper;
+mod robustness;
