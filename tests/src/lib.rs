@@ -1,5 +1,15 @@
 //! Support for Flotilla's workspace-level integration tests (`cases/`).
 //!
 //! Test-only code; never a dependency of production crates.
+//!
+//! The raft cluster simulation lives here: [`node`] (one peer and its host:
+//! durable storage, asynchronous persistence, the applied state machine),
+//! [`net`] (the faulty network), [`checker`] (the safety properties) and
+//! [`sim`] (the seeded cluster that drives them all).
 
 #![deny(missing_docs)]
+
+pub mod checker;
+pub mod net;
+pub mod node;
+pub mod sim;

@@ -791,10 +791,14 @@ impl<S: Storage> Raft<S> {
                     VoteResult::Won => {
                         if self.state == StateRole::PreCandidate {
                             self.campaign(CampaignType::Election);
-                        } else {
+                        } else if self.trk.vote_of(self.id) == Some(true) {
                             self.become_leader();
                             self.bcast_append();
                         }
+                        // Else wait for our own vote, which arrives once our
+                        // term and vote are durable: leading before, a crash
+                        // could lose them and let us lead this term again,
+                        // with another log.
                     }
                     VoteResult::Lost => {
                         // A rejection from a higher term already made us a

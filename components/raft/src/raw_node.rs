@@ -268,6 +268,21 @@ impl<S: Storage> RawNode<S> {
         }
         rd.entries = raft.raft_log.next_unstable_ents().to_vec();
         rd.must_sync |= !rd.entries.is_empty();
+        if let Some(first) = rd.entries.first() {
+            // These entries rewrite indexes that earlier, still unpersisted
+            // readies also write. Once an earlier one is durable, a write in
+            // between may still replace its entries on disk, even where the
+            // log now holds the same (index, term) again (ABA): its
+            // persistence must not mark them stable. This ready's will.
+            for rec in self.records.iter_mut() {
+                if rec
+                    .last_entry
+                    .is_some_and(|(index, _)| index >= first.index)
+                {
+                    rec.last_entry = None;
+                }
+            }
+        }
         rd.snapshot = raft.raft_log.next_unstable_snapshot().cloned();
         rd.must_sync |= rd.snapshot.is_some();
         raft.raft_log.accept_unstable();

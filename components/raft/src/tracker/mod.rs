@@ -212,6 +212,11 @@ impl ProgressTracker {
         self.votes.entry(id).or_insert(granted);
     }
 
+    /// `id`'s vote in the current election, if it has voted.
+    pub fn vote_of(&self, id: u64) -> Option<bool> {
+        self.votes.get(&id).copied()
+    }
+
     /// Counts the current voters' votes: `(granted, rejected, result)`.
     /// Votes recorded from non-voters are ignored.
     pub fn tally_votes(&self) -> (usize, usize, VoteResult) {
