@@ -7,9 +7,9 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::sync::Once;
 
 use tracing::field::{Field, Visit};
-use tracing::subscriber::DefaultGuard;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
@@ -25,27 +25,30 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<State> = const {
-        RefCell::new(State { out: String::new(), level: Some(Level::INFO), node: 0, indent: 0 })
+        RefCell::new(State { out: String::new(), level: None, node: 0, indent: 0 })
     };
 }
 
-/// Installs the capturing subscriber for this thread until the guard drops.
-pub fn install() -> DefaultGuard {
-    tracing::subscriber::set_default(tracing_subscriber::registry().with(CaptureLayer))
-}
-
-/// Re-registers every log call site with the current subscribers.
+/// Installs the capturing subscriber as the process-wide default, once.
 ///
 /// Tracing caches, per call site, whether any subscriber wants its events.
-/// A call site first reached on another thread (another test in this
-/// binary) while our subscriber was being installed can cache "nobody",
-/// and would then never reach us: refreshing before each command fixes
-/// that (the cost is small).
-pub fn refresh() {
-    tracing::callsite::rebuild_interest_cache();
+/// A subscriber installed for one thread only races with call sites first
+/// reached on other threads (other tests of this binary): a site can cache
+/// "nobody wants this" and then never reach the script's capture. A global
+/// subscriber is always among the interested, so no site is ever lost. It
+/// captures only on threads that asked for it (see [`reset`]): elsewhere
+/// the thread-local level is `None` and events are dropped at once.
+pub fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let subscriber = tracing_subscriber::registry().with(CaptureLayer);
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in the spec binary");
+    });
 }
 
-/// Restores the defaults (log level info, no node, no indent, empty buffer).
+/// Starts capturing on this thread with the defaults (log level info, no
+/// node, no indent, empty buffer).
 pub fn reset() {
     STATE.with(|s| {
         *s.borrow_mut() = State {

@@ -81,7 +81,6 @@ use env::InteractionEnv;
 
 fn handle(env: &mut InteractionEnv, tc: &mut TestCase) -> anyhow::Result<String> {
     capture::take();
-    capture::refresh();
     let quiet: bool = tc.try_take_arg("quiet")?.unwrap_or(false);
     let res = match tc.directive.as_str() {
         "add-nodes" => cmds::add_nodes(env, tc),
@@ -118,7 +117,7 @@ fn handle(env: &mut InteractionEnv, tc: &mut TestCase) -> anyhow::Result<String>
 
 #[test]
 fn interaction_scripts() {
-    let _guard = capture::install();
+    capture::install();
     datadriven::walk("testdata", |f| {
         capture::reset();
         let mut env = InteractionEnv::default();
