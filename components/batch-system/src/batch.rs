@@ -166,29 +166,38 @@ struct Limits {
 
 /// One poller thread.
 struct Poller<N: Fsm, C: Fsm, H> {
+    rounds: Rounds<N, C>,
+    handler: H,
+}
+
+impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
+    fn run(mut self) {
+        let mut batch = Batch::with_capacity(self.rounds.limits.max_batch_size);
+        while self.rounds.fetch(&mut batch, &mut self.handler) {
+            self.rounds.round(&mut batch, &mut self.handler);
+        }
+    }
+}
+
+/// What runs rounds: a poller thread's, or the caller's in
+/// [`BatchSystem::run_round`]. The handler is passed in, not owned, so the
+/// same rounds can be driven by a thread or by a single-threaded scheduler.
+struct Rounds<N: Fsm, C: Fsm> {
     router: Router<N, C>,
     tasks: Receiver<Task<N, C>>,
-    handler: H,
     limits: Limits,
     metrics: PollerMetrics,
     shared: Arc<Shared>,
 }
 
-impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
-    fn run(mut self) {
-        let mut batch = Batch::with_capacity(self.limits.max_batch_size);
-        while self.fetch(&mut batch) {
-            self.round(&mut batch);
-        }
-    }
-
+impl<N: Fsm, C: Fsm> Rounds<N, C> {
     /// Fills the batch from the ready queue, blocking while it is empty.
     /// Returns false when the poller must exit (the batch is then empty).
     ///
     /// Shutdown sets the stopping flag before it queues one `Stop` per
     /// poller, and a poller exits right after taking a `Stop` (at most one
     /// round later), so a poller blocked here always has a `Stop` left.
-    fn fetch(&mut self, batch: &mut Batch<N, C>) -> bool {
+    fn fetch<H: PollHandler<N, C>>(&mut self, batch: &mut Batch<N, C>, handler: &mut H) -> bool {
         loop {
             if self.shared.is_stopping() {
                 return false;
@@ -200,7 +209,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
             if stop {
                 return false;
             }
-            self.handler.pause();
+            handler.pause();
             match self.tasks.recv() {
                 Ok(Task::Stop) | Err(_) => return false,
                 Ok(task) => batch.accept(task),
@@ -227,16 +236,16 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         false
     }
 
-    fn round(&mut self, batch: &mut Batch<N, C>) {
+    fn round<H: PollHandler<N, C>>(&mut self, batch: &mut Batch<N, C>, handler: &mut H) {
         let started = Instant::now();
         let mut stats = RoundStats {
             fsms: batch.len(),
             ..RoundStats::default()
         };
-        self.handler.begin(batch.len());
-        let control_result = self.handle_control(batch, &mut stats);
-        self.handle_normals(batch, &mut stats);
-        self.handler.end(&mut batch.normals);
+        handler.begin(batch.len());
+        let control_result = self.handle_control(batch, handler, &mut stats);
+        self.handle_normals(batch, handler, &mut stats);
+        handler.end(&mut batch.normals);
         if let Some(result) = control_result {
             self.finish_control(batch, result, &mut stats);
         }
@@ -252,25 +261,31 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
         )
     }
 
-    fn handle_control(
+    fn handle_control<H: PollHandler<N, C>>(
         &mut self,
         batch: &mut Batch<N, C>,
+        handler: &mut H,
         stats: &mut RoundStats,
     ) -> Option<HandleResult> {
         let (fsm, mailbox) = batch.control.as_mut()?;
         stats.mailbox_depth_max = stats.mailbox_depth_max.max(mailbox.len());
         let mut inbox = self.inbox(mailbox);
-        let result = self.handler.handle_control(fsm, &mut inbox);
+        let result = handler.handle_control(fsm, &mut inbox);
         stats.messages_handled += inbox.taken() as u64;
         Some(result)
     }
 
-    fn handle_normals(&mut self, batch: &mut Batch<N, C>, stats: &mut RoundStats) {
+    fn handle_normals<H: PollHandler<N, C>>(
+        &mut self,
+        batch: &mut Batch<N, C>,
+        handler: &mut H,
+        stats: &mut RoundStats,
+    ) {
         for (slot, mailbox) in batch.normals.iter_mut().zip(&batch.mailboxes) {
             let fsm = slot.as_mut().expect("batch slots are filled before end");
             stats.mailbox_depth_max = stats.mailbox_depth_max.max(mailbox.len());
             let mut inbox = self.inbox(mailbox);
-            let result = self.handler.handle_normal(fsm, &mut inbox);
+            let result = handler.handle_normal(fsm, &mut inbox);
             stats.messages_handled += inbox.taken() as u64;
             batch.results.push(result);
         }
@@ -353,6 +368,7 @@ pub fn create_system<N: Fsm, C: Fsm>(
         tasks: Some(receiver),
         stopper: Some(sender),
         pollers: Vec::new(),
+        manual: None,
         shared,
         state: Lifecycle::Created,
     };
@@ -378,6 +394,8 @@ pub struct BatchSystem<N: Fsm, C: Fsm> {
     /// Sends `Stop` to pollers; `None` after shutdown.
     stopper: Option<Sender<Task<N, C>>>,
     pollers: Vec<JoinHandle<()>>,
+    /// The rounds [`run_round`](Self::run_round) drives, made on first use.
+    manual: Option<Rounds<N, C>>,
     shared: Arc<Shared>,
     state: Lifecycle,
 }
@@ -412,19 +430,17 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
             .tasks
             .clone()
             .expect("ready queue present before shutdown");
-        let limits = Limits {
-            max_batch_size: self.config.max_batch_size,
-            messages_per_tick: self.config.messages_per_tick,
-            reschedule_duration: self.config.reschedule_duration,
-        };
+        let limits = self.limits();
         for i in 0..self.config.pool_size {
             let poller = Poller {
-                router: self.router.clone(),
-                tasks: tasks.clone(),
+                rounds: Rounds {
+                    router: self.router.clone(),
+                    tasks: tasks.clone(),
+                    limits,
+                    metrics: PollerMetrics::new(name),
+                    shared: Arc::clone(&self.shared),
+                },
                 handler: build(),
-                limits,
-                metrics: PollerMetrics::new(name),
-                shared: Arc::clone(&self.shared),
             };
             let handle = thread::Builder::new()
                 .name(format!("{name}-{i}"))
@@ -437,6 +453,48 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
             "batch system started"
         );
         Ok(())
+    }
+
+    /// Runs one round on the calling thread, with `handler`, over the FSMs
+    /// that are ready now (up to the configured batch size); returns how
+    /// many FSMs it handled, 0 when none was ready (it never blocks).
+    ///
+    /// This is the entry point of a single-threaded scheduler: with no
+    /// poller spawned and every send made from the same thread, the ready
+    /// queue is FIFO and the rounds are a deterministic function of the
+    /// sends. Panics if pollers were spawned or the system was shut down.
+    pub fn run_round<H: PollHandler<N, C>>(&mut self, handler: &mut H) -> usize {
+        assert_eq!(
+            self.state,
+            Lifecycle::Created,
+            "run_round drives a batch system without pollers"
+        );
+        let limits = self.limits();
+        let manual = self.manual.get_or_insert_with(|| Rounds {
+            router: self.router.clone(),
+            tasks: self
+                .tasks
+                .clone()
+                .expect("ready queue present before shutdown"),
+            limits,
+            metrics: PollerMetrics::new("manual"),
+            shared: Arc::clone(&self.shared),
+        });
+        let mut batch = Batch::with_capacity(limits.max_batch_size);
+        manual.fill(&mut batch);
+        let handled = batch.len();
+        if handled > 0 {
+            manual.round(&mut batch, handler);
+        }
+        handled
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_batch_size: self.config.max_batch_size,
+            messages_per_tick: self.config.messages_per_tick,
+            reschedule_duration: self.config.reschedule_duration,
+        }
     }
 
     /// A clone of the router feeding this system.
@@ -483,6 +541,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
             }
         }
         self.router.close_all();
+        self.manual = None;
         if let Some(tasks) = self.tasks.take() {
             tasks.try_iter().for_each(Task::discard);
         }

@@ -2,6 +2,7 @@ mod control;
 mod delivery;
 mod fairness;
 mod mailbox_full;
+mod manual;
 mod metrics;
 mod randomized;
 mod rounds;
