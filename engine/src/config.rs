@@ -1,0 +1,58 @@
+//! The engine's configuration. Everything that affects durability is set
+//! explicitly when the database is opened; nothing is left to RocksDB's
+//! defaults by accident.
+
+/// How to open an [`Engine`](crate::Engine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Create the database (and its column families) if it does not exist.
+    /// When false, opening a missing database is an error.
+    pub create_if_missing: bool,
+    /// Memtable size of each column family, in bytes.
+    pub write_buffer_bytes: usize,
+    /// Total WAL size past which RocksDB flushes the column families that
+    /// pin the oldest WAL file, in bytes.
+    pub wal_total_bytes_max: u64,
+    /// RocksDB background threads for flushes and compactions.
+    pub background_jobs: i32,
+    /// Compress user data and raft log blocks with LZ4.
+    pub compression: bool,
+    /// Entry cache: the most entries one region keeps in memory.
+    pub entry_cache_region_entries_max: usize,
+    /// Entry cache: the most bytes (encoded entry sizes) one region keeps.
+    pub entry_cache_region_bytes_max: u64,
+    /// Entry cache: the bytes all regions of the store keep together. A
+    /// region that appends while the store is over this budget evicts its
+    /// own oldest entries (see [`EntryCacheBudget`](crate::EntryCacheBudget)).
+    pub entry_cache_store_bytes_max: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            create_if_missing: true,
+            write_buffer_bytes: 64 << 20,
+            wal_total_bytes_max: 512 << 20,
+            background_jobs: 2,
+            compression: true,
+            entry_cache_region_entries_max: 1024,
+            entry_cache_region_bytes_max: 4 << 20,
+            entry_cache_store_bytes_max: 256 << 20,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A small configuration for tests: small memtables so that tests also
+    /// exercise flushed (SST) data, and a small entry cache.
+    pub fn for_tests() -> Self {
+        Self {
+            write_buffer_bytes: 1 << 20,
+            wal_total_bytes_max: 16 << 20,
+            entry_cache_region_entries_max: 64,
+            entry_cache_region_bytes_max: 64 << 10,
+            entry_cache_store_bytes_max: 1 << 20,
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Unit tests that need the crate's internals: corrupt records planted
+//! under the engine's own keys, and the cache/disk split of reads.
+
+use bytes::Bytes;
+use prost::Message as _;
+
+use flotilla_proto::metapb::{Peer, Region};
+use flotilla_proto::raftpb::Entry;
+use flotilla_raft::{NO_LIMIT, Storage, StorageError, entry_size};
+
+use super::RegionLogStorage;
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_STATE};
+
+fn open(config: &EngineConfig) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::open(dir.path(), config).expect("open");
+    (dir, engine)
+}
+
+fn region(id: u64) -> Region {
+    Region {
+        id,
+        peers: vec![Peer {
+            id: 1,
+            store_id: 1,
+            role: 0,
+        }],
+        ..Default::default()
+    }
+}
+
+fn ent(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        data: Bytes::from(vec![index as u8; 32]),
+        ..Default::default()
+    }
+}
+
+/// A region with entries 1..=n of term 1, written and synced.
+fn region_with_entries(engine: &Engine, n: u64) -> RegionLogStorage {
+    let mut wb = engine.write_batch();
+    let mut s = RegionLogStorage::create(engine, region(1), &mut wb);
+    let ents: Vec<_> = (1..=n).map(|i| ent(i, 1)).collect();
+    s.append(&ents, &mut wb);
+    engine.write(wb, true).expect("write");
+    s
+}
+
+fn plant(engine: &Engine, cf: &str, key: &[u8], value: &[u8]) {
+    let mut wb = engine.write_batch();
+    wb.put_raw(cf, key, value);
+    engine.write(wb, true).expect("write");
+}
+
+fn assert_corruption<T: std::fmt::Debug>(r: flotilla_raft::Result<T>) {
+    match r {
+        Err(flotilla_raft::Error::Store(StorageError::Other(e))) => {
+            let e = e.downcast_ref::<crate::Error>().expect("an engine error");
+            assert!(e.is_corruption(), "not corruption: {e}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_entry_on_disk_is_corruption_not_a_panic() {
+    let mut config = EngineConfig::for_tests();
+    config.entry_cache_region_entries_max = 0;
+    let (_dir, engine) = open(&config);
+    let s = region_with_entries(&engine, 5);
+    plant(
+        &engine,
+        CF_RAFT_LOG,
+        &keys::raft_log_key(1, 3),
+        b"\xff\xff\xff\xff",
+    );
+    assert_corruption(s.entries(1, 6, NO_LIMIT));
+    assert_corruption(s.term(3));
+    assert_eq!(s.term(2).unwrap(), 1);
+}
+
+#[test]
+fn entry_under_the_wrong_index_is_corruption() {
+    let mut config = EngineConfig::for_tests();
+    config.entry_cache_region_entries_max = 0;
+    let (_dir, engine) = open(&config);
+    let s = region_with_entries(&engine, 5);
+    plant(
+        &engine,
+        CF_RAFT_LOG,
+        &keys::raft_log_key(1, 4),
+        &ent(9, 1).encode_to_vec(),
+    );
+    assert_corruption(s.entries(3, 6, NO_LIMIT));
+    assert_corruption(s.term(4));
+}
+
+#[test]
+fn a_hole_in_the_log_is_corruption() {
+    let mut config = EngineConfig::for_tests();
+    config.entry_cache_region_entries_max = 0;
+    let (_dir, engine) = open(&config);
+    let s = region_with_entries(&engine, 5);
+    let mut wb = engine.write_batch();
+    wb.delete_raft_entry(1, 3);
+    engine.write(wb, true).unwrap();
+    assert_corruption(s.entries(1, 6, NO_LIMIT));
+    assert_corruption(s.entries(3, 4, NO_LIMIT));
+    // Reads that stop before the hole are fine.
+    assert_eq!(s.entries(1, 3, NO_LIMIT).unwrap().len(), 2);
+}
+
+#[test]
+fn load_reports_malformed_or_inconsistent_state_as_corruption() {
+    let (_dir, engine) = open(&EngineConfig::for_tests());
+    drop(region_with_entries(&engine, 5));
+    plant(
+        &engine,
+        CF_RAFT_STATE,
+        &keys::raft_state_key(1),
+        b"\x0a\xff",
+    );
+    assert!(
+        RegionLogStorage::load(&engine, 1)
+            .unwrap_err()
+            .is_corruption()
+    );
+    // A last index with no entry behind it.
+    let mut wb = engine.write_batch();
+    wb.put_raft_state(1, &Default::default(), 9);
+    engine.write(wb, true).unwrap();
+    assert!(
+        RegionLogStorage::load(&engine, 1)
+            .unwrap_err()
+            .is_corruption()
+    );
+    assert!(matches!(
+        RegionLogStorage::load(&engine, 2),
+        Err(crate::Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn reads_span_disk_and_cache_and_respect_max_bytes() {
+    let mut config = EngineConfig::for_tests();
+    config.entry_cache_region_entries_max = 4;
+    let (_dir, engine) = open(&config);
+    let s = region_with_entries(&engine, 10);
+    assert_eq!(s.cache_usage().0, 4);
+    let all = s.entries(1, 11, NO_LIMIT).unwrap();
+    assert_eq!(all, (1..=10).map(|i| ent(i, 1)).collect::<Vec<_>>());
+    let one = entry_size(&ent(1, 1));
+    // Cut inside the disk part, at the seam and inside the cache part.
+    assert_eq!(s.entries(1, 11, 3 * one).unwrap().len(), 3);
+    assert_eq!(s.entries(4, 11, 3 * one).unwrap().len(), 3);
+    assert_eq!(s.entries(7, 11, 3 * one + 1).unwrap().len(), 3);
+    assert_eq!(s.entries(5, 11, 0).unwrap(), vec![ent(5, 1)]);
+    assert_eq!(s.entries(8, 9, NO_LIMIT).unwrap(), vec![ent(8, 1)]);
+    assert_eq!(s.entries(9, 9, NO_LIMIT).unwrap(), vec![]);
+}

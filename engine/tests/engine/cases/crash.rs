@@ -1,0 +1,160 @@
+//! A real crash: a child process writes synced batches and acknowledges
+//! each one on stdout; the parent kills it with SIGKILL at an arbitrary
+//! point, reopens the data directory and checks that every acknowledged
+//! batch is there and that what is there is a prefix of the batches (no
+//! batch in part).
+//!
+//! The child is this same test binary, re-executed to run
+//! `kill9_writer_child` with `CRASH_DIR_ENV` set.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_engine::{Engine, RegionLogStorage};
+use flotilla_proto::raftpb::HardState;
+use flotilla_raft::{NO_LIMIT, Storage};
+
+use crate::support::{ent, open, region};
+
+const CRASH_DIR_ENV: &str = "FLOTILLA_ENGINE_CRASH_DIR";
+const KEYS_PER_BATCH: u64 = 16;
+/// The child stops by itself after this many batches or this long, should
+/// the parent fail to kill it.
+const CHILD_BATCHES_MAX: u64 = 200_000;
+const CHILD_RUN_MAX: Duration = Duration::from_secs(60);
+
+fn data_key(batch: u64, j: u64) -> Vec<u8> {
+    format!("b{batch:010}/{j:02}").into_bytes()
+}
+
+/// One batch: a log entry, the commit index, the applied index, 16 user
+/// keys and the `last` marker, all numbered `i`.
+fn write_batch_number(engine: &Engine, s: &mut RegionLogStorage, i: u64) {
+    let mut wb = engine.write_batch();
+    s.append(&[ent(i, 1)], &mut wb);
+    s.set_hard_state(
+        HardState {
+            term: 1,
+            vote: 1,
+            commit: i,
+        },
+        &mut wb,
+    );
+    for j in 0..KEYS_PER_BATCH {
+        wb.put_data(&data_key(i, j), &i.to_be_bytes());
+    }
+    wb.put_data(b"last", &i.to_be_bytes());
+    s.set_applied(i, 1, &mut wb);
+    engine.write(wb, true).expect("child write");
+}
+
+/// The child's body; a no-op test unless re-executed by the parent.
+#[test]
+fn kill9_writer_child() {
+    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else {
+        return;
+    };
+    let engine = open(Path::new(&dir));
+    let mut s = match RegionLogStorage::load(&engine, 1) {
+        Ok(s) => s,
+        Err(_) => {
+            let mut wb = engine.write_batch();
+            let s = RegionLogStorage::create(&engine, region(1, b"", b"", &[1]), &mut wb);
+            engine.write(wb, true).expect("child create");
+            s
+        }
+    };
+    let start = s.last_index().unwrap() + 1;
+    let deadline = Instant::now() + CHILD_RUN_MAX;
+    let mut out = std::io::stdout().lock();
+    for i in start..start + CHILD_BATCHES_MAX {
+        write_batch_number(&engine, &mut s, i);
+        // Acknowledged only once the synced write has returned.
+        writeln!(out, "ack {i}")
+            .and_then(|_| out.flush())
+            .expect("stdout");
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+}
+
+/// Runs a child until it has acknowledged `acks` more batches, kills it
+/// with SIGKILL and returns the highest batch number it acknowledged.
+fn run_and_kill_child(dir: &Path, acks: usize) -> u64 {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args(["--exact", "cases::crash::kill9_writer_child", "--nocapture"])
+        .env(CRASH_DIR_ENV, dir)
+        .env_remove("FLOTILLA_SEED")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut highest = 0;
+    let mut seen = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child stdout");
+        if let Some(n) = line.strip_prefix("ack ") {
+            highest = n.parse().expect("ack number");
+            seen += 1;
+            if seen == acks {
+                break;
+            }
+        }
+    }
+    child.kill().expect("SIGKILL child"); // SIGKILL on unix
+    let status = child.wait().expect("wait child");
+    assert!(
+        seen == acks,
+        "child exited after {seen} of {acks} acks: {status:?}"
+    );
+    highest
+}
+
+/// Checks the reopened store holds batches 1..=L for some L >= `acked`,
+/// each whole, and nothing of any later batch. Returns L.
+fn check_prefix(engine: &Engine, acked: u64) -> u64 {
+    let all = region(1, b"", b"", &[1]);
+    let last = engine.get(&all, b"last").unwrap().expect("last marker");
+    let last = u64::from_be_bytes(last.as_ref().try_into().expect("8 bytes"));
+    assert!(
+        last >= acked,
+        "acknowledged batch {acked} lost: store ends at {last}"
+    );
+    let pairs = engine.scan(&all, b"", usize::MAX).unwrap();
+    assert_eq!(
+        pairs.len() as u64,
+        last * KEYS_PER_BATCH + 1,
+        "a torn or extra batch"
+    );
+    for (k, v) in &pairs[..pairs.len() - 1] {
+        let batch: u64 = std::str::from_utf8(&k[1..11]).unwrap().parse().unwrap();
+        assert!((1..=last).contains(&batch));
+        assert_eq!(v, &Bytes::copy_from_slice(&batch.to_be_bytes()));
+    }
+    let s = RegionLogStorage::load(engine, 1).unwrap();
+    assert_eq!(s.last_index().unwrap(), last);
+    assert_eq!(s.hard_state().commit, last);
+    assert_eq!(s.applied(), (last, 1));
+    let entries = s.entries(1, last + 1, NO_LIMIT).unwrap();
+    assert_eq!(entries, (1..=last).map(|i| ent(i, 1)).collect::<Vec<_>>());
+    last
+}
+
+#[test]
+fn kill_9_keeps_every_acknowledged_batch_and_no_torn_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut floor = 0;
+    // Three crashes in a row, each child resuming from what the last left.
+    for acks in [40, 150, 300] {
+        let acked = run_and_kill_child(dir.path(), acks);
+        assert!(acked > floor);
+        let engine = open(dir.path());
+        floor = check_prefix(&engine, acked);
+    }
+}

@@ -1,0 +1,74 @@
+//! Crash paths through the failing/counting write sink: a write that fails
+//! before landing leaves the disk at the previous round, one that fails
+//! after landing leaves the round there; either way the host reloads.
+
+use flotilla_engine::{FaultMode, FaultyWriteSink, RegionLogStorage, WriteSink};
+use flotilla_proto::raftpb::HardState;
+use flotilla_raft::{NO_LIMIT, Storage};
+
+use crate::support::{ents, region, temp_engine};
+
+/// Three rounds of 5 entries each through `sink`; the third write is the
+/// faulty one. Returns the storage as the host holds it afterwards.
+fn three_rounds(sink: &FaultyWriteSink<flotilla_engine::Engine>) -> RegionLogStorage {
+    let engine = sink.inner();
+    let mut wb = engine.write_batch();
+    let mut s = RegionLogStorage::create(engine, region(1, b"", b"", &[1]), &mut wb);
+    s.append(&ents(1..=5, 1), &mut wb);
+    sink.write(wb, true).unwrap();
+    for round in 1..=2u64 {
+        let mut wb = engine.write_batch();
+        let last = s.last_index().unwrap();
+        s.append(&ents(last + 1..=last + 5, 1), &mut wb);
+        s.set_hard_state(
+            HardState {
+                term: 1,
+                vote: 1,
+                commit: last,
+            },
+            &mut wb,
+        );
+        let result = sink.write(wb, true);
+        assert_eq!(result.is_ok(), round == 1, "round {round}: {result:?}");
+    }
+    s
+}
+
+#[test]
+fn a_write_failing_before_it_lands_leaves_the_previous_round() {
+    let (_dir, engine) = temp_engine();
+    let sink = FaultyWriteSink::new(engine.clone());
+    sink.fail_nth_write(3, FaultMode::BeforeWrite);
+    let in_memory = three_rounds(&sink);
+    // Memory ran ahead of the failed batch; the disk did not.
+    assert_eq!(in_memory.last_index().unwrap(), 15);
+    drop(in_memory);
+    let s = RegionLogStorage::load(&engine, 1).unwrap();
+    assert_eq!(s.last_index().unwrap(), 10);
+    assert_eq!(s.hard_state().commit, 5);
+    assert_eq!(s.entries(1, 11, NO_LIMIT).unwrap(), ents(1..=10, 1));
+    let counts = sink.counts();
+    assert_eq!(
+        (counts.writes, counts.synced_writes, counts.failed_writes),
+        (3, 3, 1)
+    );
+    assert_eq!(counts.raft_entries, 10);
+    // The engine keeps working after the failure.
+    let mut s = s;
+    let mut wb = engine.write_batch();
+    s.append(&ents(11..=11, 2), &mut wb);
+    sink.write(wb, false).unwrap();
+    assert_eq!(s.term(11).unwrap(), 2);
+}
+
+#[test]
+fn a_write_failing_after_it_lands_is_there_on_reload() {
+    let (_dir, engine) = temp_engine();
+    let sink = FaultyWriteSink::new(engine.clone());
+    sink.fail_nth_write(3, FaultMode::AfterWrite);
+    drop(three_rounds(&sink));
+    let s = RegionLogStorage::load(&engine, 1).unwrap();
+    assert_eq!(s.last_index().unwrap(), 15);
+    assert_eq!(s.hard_state().commit, 10);
+    assert_eq!(sink.counts().failed_writes, 1);
+}
