@@ -18,12 +18,15 @@ deps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang libclang-dev >/dev/null; \
 	fi
-	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
+	@installed="$$(rustup component list --installed 2>/dev/null)"; \
+	if ! grep -q rustfmt <<<"$$installed" || ! grep -q clippy <<<"$$installed"; then \
+		rustup component add rustfmt clippy 2>/dev/null || true; fi
 
-## The main job: until the store lands, a 3-peer in-memory raft group
-## elects a leader, replicates and commits entries, and prints what it did.
+## The main job: a local 3-store cluster under load, with a report.
+## Flags through ARGS, e.g. make run ARGS="--regions 1000 --seconds 30".
+ARGS ?=
 run: deps
-	$(CARGO) run --release -p flotilla-raft --example demo
+	$(CARGO) run --release -p flotilla-raftstore --example local_cluster -- $(ARGS)
 
 ## Everything CI checks: formatting, lints, and every test in the workspace.
 test: deps lint unit

@@ -3,7 +3,13 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
-    let protos = ["protos/raftpb.proto"];
+    let protos = [
+        "protos/raftpb.proto",
+        "protos/metapb.proto",
+        "protos/storagepb.proto",
+        "protos/serverpb.proto",
+        "protos/cmdpb.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

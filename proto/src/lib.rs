@@ -11,6 +11,31 @@ pub mod raftpb {
     include!(concat!(env!("OUT_DIR"), "/raftpb.rs"));
 }
 
+/// Region metadata: key ranges, peers and epochs.
+pub mod metapb {
+    #![allow(clippy::all, unused_qualifications, rust_2018_idioms)]
+    include!(concat!(env!("OUT_DIR"), "/metapb.rs"));
+}
+
+/// What the engine persists besides raft entries: apply and region states.
+pub mod storagepb {
+    #![allow(clippy::all, unused_qualifications, rust_2018_idioms)]
+    include!(concat!(env!("OUT_DIR"), "/storagepb.rs"));
+}
+
+/// What stores send each other: batched raft messages and coalesced
+/// heartbeats.
+pub mod serverpb {
+    #![allow(clippy::all, unused_qualifications, rust_2018_idioms)]
+    include!(concat!(env!("OUT_DIR"), "/serverpb.rs"));
+}
+
+/// Client commands as they travel through the raft log.
+pub mod cmdpb {
+    #![allow(clippy::all, unused_qualifications, rust_2018_idioms)]
+    include!(concat!(env!("OUT_DIR"), "/cmdpb.rs"));
+}
+
 pub use prost::Message as ProstMessage;
 
 impl raftpb::MessageType {

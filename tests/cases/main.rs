@@ -1,3 +1,5 @@
 //! Flotilla's workspace-level integration tests, linked into one binary.
 
 mod raft_sim;
+mod store_cluster;
+mod store_counted;

@@ -1,0 +1,105 @@
+//! A store's configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flotilla_engine::EngineConfig;
+
+/// Everything a store is opened with. Field names carry their units last.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// This store's id, unique in the cluster; never 0.
+    pub store_id: u64,
+    /// Where the store's RocksDB lives.
+    pub data_dir: PathBuf,
+    /// The engine's own settings.
+    pub engine: EngineConfig,
+    /// One logical clock tick of every region on the store.
+    pub tick_interval: Duration,
+    /// Ticks without a leader before a follower campaigns.
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Poller threads running the regions' rounds.
+    pub pool_size: usize,
+    /// Regions (FSMs) per round at most.
+    pub round_regions_max: usize,
+    /// Messages one region takes from its mailbox per turn.
+    pub messages_per_turn: usize,
+    /// A region's mailbox bound.
+    pub mailbox_capacity: usize,
+    /// Cap on entry bytes of one append message.
+    pub append_bytes_max: u64,
+    /// Append messages in flight to one follower.
+    pub inflight_msgs_max: usize,
+    /// Cap on a leader's uncommitted entry bytes; proposals beyond it are
+    /// refused with `ServerIsBusy`.
+    pub uncommitted_bytes_max: u64,
+    /// How much of an election timeout a leader lease gives up to clock
+    /// drift between stores: the lease lasts
+    /// `election_ticks * tick_interval - lease_drift_margin`.
+    pub lease_drift_margin: Duration,
+    /// Applied entries a region keeps in its log before compacting.
+    pub log_gc_threshold_entries: u64,
+    /// Entries a compaction leaves behind the applied index, so that
+    /// followers a little behind catch up from the log, not a snapshot.
+    pub log_gc_keep_entries: u64,
+    /// Seed for the regions' randomized election timeouts.
+    pub seed: u64,
+}
+
+impl StoreConfig {
+    /// Defaults for a store with id `store_id` in `data_dir`.
+    pub fn new(store_id: u64, data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            store_id,
+            data_dir: data_dir.into(),
+            engine: EngineConfig::default(),
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            pool_size: 2,
+            round_regions_max: 256,
+            messages_per_turn: 1024,
+            mailbox_capacity: 4096,
+            append_bytes_max: 1 << 20,
+            inflight_msgs_max: 256,
+            uncommitted_bytes_max: 64 << 20,
+            lease_drift_margin: Duration::from_millis(200),
+            log_gc_threshold_entries: 1024,
+            log_gc_keep_entries: 256,
+            seed: 0,
+        }
+    }
+
+    /// How long a leader's lease lasts from the moment a quorum confirmed it.
+    pub fn lease_duration(&self) -> Duration {
+        let election = self.tick_interval * self.election_ticks as u32;
+        election.saturating_sub(self.lease_drift_margin)
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.store_id == 0 {
+            return Err("store_id must not be 0".into());
+        }
+        if self.heartbeat_ticks == 0 || self.heartbeat_ticks >= self.election_ticks {
+            return Err(format!(
+                "heartbeat_ticks ({}) must be in 1..election_ticks ({})",
+                self.heartbeat_ticks, self.election_ticks
+            ));
+        }
+        if self.tick_interval.is_zero() {
+            return Err("tick_interval must not be zero".into());
+        }
+        if self.pool_size == 0 || self.round_regions_max == 0 || self.messages_per_turn == 0 {
+            return Err(
+                "pool_size, round_regions_max and messages_per_turn must be positive".into(),
+            );
+        }
+        if self.log_gc_keep_entries >= self.log_gc_threshold_entries {
+            return Err("log_gc_keep_entries must be below log_gc_threshold_entries".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! The round: every region of the batch steps its messages and hands its
+//! ready to the round; at the end, ONE write batch with ONE sync for all of
+//! them, ONE frame per destination store, then the acknowledgements,
+//! ONE apply write, and the answers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use flotilla_batch_system::{HandleResult, Inbox, PollHandler, Router};
+use flotilla_engine::{Engine, WriteBatch, WriteSink};
+use flotilla_proto::metapb::Region;
+use flotilla_proto::serverpb::HeartbeatEntry;
+use flotilla_raft::Ready;
+use parking_lot::RwLock;
+
+use crate::clock::Clock;
+use crate::config::StoreConfig;
+use crate::fsm::{PeerFsm, StoreFsm};
+use crate::msg::{PeerMsg, StoreMsg};
+use crate::stats::StoreStats;
+use crate::transport::{HeartbeatCoalescer, Outbox, Transport};
+
+/// What every poller of a store shares.
+pub(crate) struct StoreShared {
+    pub(crate) cfg: Arc<StoreConfig>,
+    pub(crate) engine: Engine,
+    pub(crate) sink: Arc<dyn WriteSink>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) stats: Arc<StoreStats>,
+    pub(crate) heartbeats: HeartbeatCoalescer,
+    /// The regions as the store's peers know them, for routing.
+    pub(crate) regions: RwLock<BTreeMap<u64, Region>>,
+}
+
+impl std::fmt::Debug for StoreShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreShared")
+            .field("store_id", &self.cfg.store_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One round's state: what the regions of the round write and send.
+pub(crate) struct RoundCtx {
+    pub(crate) shared: Arc<StoreShared>,
+    pub(crate) stats: Arc<StoreStats>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) wb: WriteBatch,
+    pub(crate) wrote: bool,
+    pub(crate) must_sync: bool,
+    pub(crate) entries: usize,
+    pub(crate) outbox: Outbox,
+    pub(crate) heartbeats_out: Vec<(u64, HeartbeatEntry)>,
+    /// Readies waiting for the write, with the batch slot of their FSM.
+    pub(crate) pending: Vec<(usize, Ready)>,
+    pub(crate) snapshots_sent: Vec<(u64, u64)>,
+    pub(crate) apply_wb: WriteBatch,
+    pub(crate) applied: Vec<u64>,
+    pub(crate) applied_commands: usize,
+    /// Proposers' answers, given once the apply batch is written.
+    pub(crate) answers: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl RoundCtx {
+    fn new(shared: Arc<StoreShared>) -> Self {
+        RoundCtx {
+            stats: Arc::clone(&shared.stats),
+            clock: Arc::clone(&shared.clock),
+            wb: shared.engine.write_batch(),
+            apply_wb: shared.engine.write_batch(),
+            shared,
+            wrote: false,
+            must_sync: false,
+            entries: 0,
+            outbox: Outbox::default(),
+            heartbeats_out: Vec::new(),
+            pending: Vec::new(),
+            snapshots_sent: Vec::new(),
+            applied: Vec::new(),
+            applied_commands: 0,
+            answers: Vec::new(),
+        }
+    }
+
+    /// A peer's region changed shape (a snapshot brought a new one).
+    pub(crate) fn region_changed(&self, region: Region) {
+        self.shared.regions.write().insert(region.id, region);
+    }
+}
+
+/// A poller's handler: runs rounds of peers (and the store FSM's turns).
+pub(crate) struct RaftPoller {
+    ctx: RoundCtx,
+    router: Router<PeerFsm, StoreFsm>,
+    slot: usize,
+    started: Instant,
+}
+
+impl RaftPoller {
+    pub(crate) fn new(shared: Arc<StoreShared>, router: Router<PeerFsm, StoreFsm>) -> Self {
+        RaftPoller {
+            ctx: RoundCtx::new(shared),
+            router,
+            slot: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Writes the round's raft batch: ONE write, synced if any ready must
+    /// be. A failed write leaves raft believing in state that is not on
+    /// disk; the store cannot go on without risking acknowledged data.
+    fn write_raft_batch(&mut self) {
+        let ctx = &mut self.ctx;
+        if !ctx.wrote {
+            return;
+        }
+        let wb = std::mem::replace(&mut ctx.wb, ctx.shared.engine.write_batch());
+        let sync = ctx.must_sync;
+        if let Err(e) = ctx.shared.sink.write(wb, sync) {
+            panic!(
+                "store {}: raft write failed, cannot continue: {e}",
+                ctx.shared.cfg.store_id
+            );
+        }
+        ctx.stats.record_write(sync, ctx.entries);
+    }
+
+    fn write_apply_batch(&mut self) {
+        let ctx = &mut self.ctx;
+        if ctx.applied.is_empty() {
+            return;
+        }
+        let wb = std::mem::replace(&mut ctx.apply_wb, ctx.shared.engine.write_batch());
+        // Not synced: a lost apply is replayed from the (synced) log at
+        // restart, and the WAL is ordered, so the next synced raft write
+        // makes this one durable too.
+        if let Err(e) = ctx.shared.sink.write(wb, false) {
+            panic!(
+                "store {}: apply write failed, cannot continue: {e}",
+                ctx.shared.cfg.store_id
+            );
+        }
+        ctx.stats.record_apply_write(ctx.applied_commands);
+    }
+
+    fn reset(&mut self) {
+        let ctx = &mut self.ctx;
+        ctx.wrote = false;
+        ctx.must_sync = false;
+        ctx.entries = 0;
+        ctx.applied.clear();
+        ctx.applied_commands = 0;
+        ctx.snapshots_sent.clear();
+    }
+}
+
+impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
+    fn begin(&mut self, _batch_size: usize) {
+        self.slot = 0;
+        self.started = Instant::now();
+        self.reset();
+    }
+
+    fn handle_control(
+        &mut self,
+        store: &mut StoreFsm,
+        inbox: &mut Inbox<'_, StoreMsg>,
+    ) -> HandleResult {
+        while let Some(msg) = inbox.recv() {
+            match msg {
+                StoreMsg::Tick => {
+                    store.ticks += 1;
+                    let shared = &self.ctx.shared;
+                    shared.heartbeats.flush(
+                        shared.cfg.store_id,
+                        shared.transport.as_ref(),
+                        &shared.stats,
+                    );
+                    self.router.broadcast_normal(|| PeerMsg::Tick);
+                }
+            }
+        }
+        HandleResult::KeepProcessing
+    }
+
+    fn handle_normal(&mut self, fsm: &mut PeerFsm, inbox: &mut Inbox<'_, PeerMsg>) -> HandleResult {
+        let peer = &mut fsm.peer;
+        while let Some(msg) = inbox.recv() {
+            match msg {
+                PeerMsg::Raft(m) => peer.on_raft_message(*m),
+                PeerMsg::Heartbeat(h) => peer.on_heartbeat(&h),
+                PeerMsg::Tick => peer.raft.tick(),
+                PeerMsg::Write { cmd, cb } => peer.propose_write(&mut self.ctx, cmd, cb),
+                PeerMsg::Read { epoch, req, cb } => peer.read(&mut self.ctx, epoch, req, cb),
+                PeerMsg::Wake => {}
+                PeerMsg::Inspect(cb) => cb(Ok(peer.status())),
+            }
+        }
+        peer.collect_ready(&mut self.ctx, self.slot);
+        self.slot += 1;
+        HandleResult::KeepProcessing
+    }
+
+    fn end(&mut self, normals: &mut [Option<Box<PeerFsm>>]) {
+        // 1. One write, one sync, for every region of the round.
+        self.write_raft_batch();
+        // 2. Durable: acknowledgements join the frames, entries apply.
+        let pending = std::mem::take(&mut self.ctx.pending);
+        for (slot, rd) in pending {
+            if let Some(fsm) = normals[slot].as_mut() {
+                fsm.peer.on_persisted(&mut self.ctx, rd);
+            }
+        }
+        // 3. One frame per destination store.
+        let shared = Arc::clone(&self.ctx.shared);
+        self.ctx
+            .outbox
+            .flush(shared.transport.as_ref(), &shared.stats);
+        shared.heartbeats.push_all(&mut self.ctx.heartbeats_out);
+        // 4. One apply write, then the answers and the reads it enables.
+        self.write_apply_batch();
+        for answer in self.ctx.answers.drain(..) {
+            answer();
+        }
+        for fsm in normals.iter_mut().flatten() {
+            let peer = &mut fsm.peer;
+            let applying = peer.raft.raft.raft_log.applying;
+            peer.raft.advance_apply_to(applying);
+            peer.serve_ready_reads(&self.ctx);
+            if peer.raft.has_ready() {
+                // Work the round made (a commit our own acknowledgement
+                // completed): run again.
+                let _ = self.router.force_send(peer.region_id, PeerMsg::Wake);
+            }
+        }
+        shared
+            .stats
+            .record_round(normals.len(), self.started.elapsed());
+    }
+}

@@ -1,0 +1,202 @@
+//! A peer's part in a round: its ready goes into the round's one write
+//! batch and its messages into the round's frames; once the batch is
+//! durable, its acknowledgements leave and its committed entries apply.
+
+use flotilla_proto::metapb::Peer as PeerMeta;
+use flotilla_proto::raftpb::{Message, MessageType};
+use flotilla_proto::serverpb::{HeartbeatEntry, RaftMessage};
+use flotilla_raft::{Ready, SnapshotStatus, StateRole};
+
+use crate::fsm::RoundCtx;
+use crate::raft::Peer;
+use crate::stats::record_latency;
+
+impl Peer {
+    /// Steps a raft message from another store.
+    pub(crate) fn on_raft_message(&mut self, m: RaftMessage) {
+        let to = m.to_peer.as_ref().map_or(0, |p| p.id);
+        if to != self.peer_id {
+            tracing::debug!(
+                region_id = self.region_id,
+                to,
+                "message for another peer id; dropped"
+            );
+            return;
+        }
+        let Some(msg) = m.message else { return };
+        if let Err(e) = self.raft.step(msg) {
+            tracing::debug!(region_id = self.region_id, error = %e, "message refused");
+        }
+    }
+
+    /// Steps one entry of a coalesced heartbeat frame.
+    pub(crate) fn on_heartbeat(&mut self, h: &HeartbeatEntry) {
+        if h.to_peer != self.peer_id {
+            return;
+        }
+        let msg_type = if h.response {
+            MessageType::MsgHeartbeatResponse
+        } else {
+            MessageType::MsgHeartbeat
+        };
+        let m = Message {
+            msg_type: msg_type as i32,
+            from: h.from_peer,
+            to: h.to_peer,
+            term: h.term,
+            commit: h.commit,
+            ..Default::default()
+        };
+        if let Err(e) = self.raft.step(m) {
+            tracing::debug!(region_id = self.region_id, error = %e, "heartbeat refused");
+        }
+    }
+
+    /// Takes the peer's ready, if any, into the round: log entries, hard
+    /// state and snapshot into the write batch, messages into the frames.
+    pub(crate) fn collect_ready(&mut self, ctx: &mut RoundCtx, slot: usize) {
+        if !self.raft.has_ready() {
+            return;
+        }
+        let mut rd = self.raft.ready();
+        if let Some(ss) = rd.soft_state {
+            self.on_role_change(ss.raft_state);
+        }
+        if !rd.read_states.is_empty() {
+            self.on_read_states(std::mem::take(&mut rd.read_states));
+        }
+        if let Some(last) = rd.committed_entries.last() {
+            let now = ctx.clock.now();
+            for p in self
+                .proposals
+                .iter_mut()
+                .take_while(|p| p.index <= last.index)
+            {
+                if !p.committed {
+                    p.committed = true;
+                    record_latency(
+                        "flotilla_store_propose_to_commit_seconds",
+                        now.saturating_sub(p.proposed_at),
+                    );
+                }
+            }
+        }
+        if let Some(snap) = &rd.snapshot {
+            let store = self.raft.store_mut();
+            match store.apply_snapshot(snap, &mut ctx.wb) {
+                Ok(()) => {
+                    ctx.stats.record_snapshot(false);
+                    self.refresh_peers();
+                    ctx.region_changed(self.region().clone());
+                }
+                Err(e) => {
+                    tracing::error!(region_id = self.region_id, error = %e, "snapshot not installed")
+                }
+            }
+        }
+        if !rd.entries.is_empty() {
+            ctx.wrote = true;
+            ctx.entries += rd.entries.len();
+            self.raft.store_mut().append(&rd.entries, &mut ctx.wb);
+        }
+        if let Some(hs) = rd.hard_state {
+            self.raft.store_mut().set_hard_state(hs, &mut ctx.wb);
+        }
+        ctx.must_sync |= rd.must_sync;
+        ctx.wrote |= rd.must_sync || rd.hard_state.is_some() || rd.snapshot.is_some();
+        let messages = std::mem::take(&mut rd.messages);
+        self.send(ctx, messages);
+        ctx.pending.push((slot, rd));
+    }
+
+    fn on_role_change(&mut self, role: StateRole) {
+        let leading = role == StateRole::Leader;
+        if leading && !self.leading {
+            metrics::gauge!("flotilla_store_leaders").increment(1.0);
+            tracing::debug!(
+                region_id = self.region_id,
+                term = self.raft.raft.term,
+                "became leader"
+            );
+        } else if !leading && self.leading {
+            metrics::gauge!("flotilla_store_leaders").decrement(1.0);
+        }
+        self.leading = leading;
+        if !leading {
+            self.lease.expire();
+            self.fail_reads();
+        }
+    }
+
+    /// Puts messages into the round: heartbeats without a read context to
+    /// the store's coalescer, everything else into the round's frames.
+    pub(crate) fn send(&mut self, ctx: &mut RoundCtx, msgs: Vec<Message>) {
+        for m in msgs {
+            let Some(to) = self.peers.get(&m.to).cloned() else {
+                tracing::debug!(
+                    region_id = self.region_id,
+                    to = m.to,
+                    "no such peer; message dropped"
+                );
+                continue;
+            };
+            let t = m.msg_type();
+            if t.is_heartbeat() && m.context.is_empty() {
+                ctx.heartbeats_out.push((
+                    to.store_id,
+                    HeartbeatEntry {
+                        region_id: self.region_id,
+                        from_peer: m.from,
+                        to_peer: m.to,
+                        term: m.term,
+                        commit: m.commit,
+                        response: t == MessageType::MsgHeartbeatResponse,
+                    },
+                ));
+                continue;
+            }
+            if t == MessageType::MsgSnapshot {
+                ctx.stats.record_snapshot(true);
+                ctx.snapshots_sent.push((self.region_id, m.to));
+            }
+            let from = PeerMeta {
+                id: self.peer_id,
+                store_id: self.store_id,
+                ..Default::default()
+            };
+            ctx.outbox.push(
+                self.store_id,
+                to.store_id,
+                RaftMessage {
+                    region_id: self.region_id,
+                    from_peer: Some(from),
+                    to_peer: Some(to),
+                    region_epoch: self.region().region_epoch,
+                    message: Some(m),
+                },
+            );
+        }
+    }
+
+    /// The round's write is durable: the ready's acknowledgements go out,
+    /// raft learns what is stable, and committed entries apply into the
+    /// round's apply batch.
+    pub(crate) fn on_persisted(&mut self, ctx: &mut RoundCtx, mut rd: Ready) {
+        let persisted = std::mem::take(&mut rd.persisted_messages);
+        self.send(ctx, persisted);
+        self.raft.on_persist_ready(rd.number());
+        let committed = std::mem::take(&mut rd.committed_entries);
+        self.apply(ctx, committed);
+        let sent: Vec<u64> = ctx
+            .snapshots_sent
+            .iter()
+            .filter(|(r, _)| *r == self.region_id)
+            .map(|(_, to)| *to)
+            .collect();
+        for to in sent {
+            // Handed to the transport; if it is lost, the follower's
+            // rejection of the next probe brings another.
+            self.raft.report_snapshot(to, SnapshotStatus::Finish);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The store's counters: kept as atomics the store and its tests can read,
+//! and published through the `metrics` crate (`flotilla_store_*`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// What a store has done since it opened. Read with [`StoreStats::snapshot`].
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    rounds: AtomicU64,
+    round_regions: AtomicU64,
+    writes: AtomicU64,
+    synced_writes: AtomicU64,
+    entries_synced: AtomicU64,
+    apply_writes: AtomicU64,
+    flushes: AtomicU64,
+    messages_flushed: AtomicU64,
+    heartbeat_frames: AtomicU64,
+    heartbeats_coalesced: AtomicU64,
+    lease_reads: AtomicU64,
+    read_index_reads: AtomicU64,
+    proposals: AtomicU64,
+    applied_commands: AtomicU64,
+    snapshots_sent: AtomicU64,
+    snapshots_applied: AtomicU64,
+}
+
+/// A copy of a store's counters at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Poller rounds that handled at least one region.
+    pub rounds: u64,
+    /// Regions handled, summed over rounds.
+    pub round_regions: u64,
+    /// Raft-state writes to the engine (at most one per round).
+    pub writes: u64,
+    /// Those of them that were synced.
+    pub synced_writes: u64,
+    /// Log entries in synced writes.
+    pub entries_synced: u64,
+    /// Apply writes (at most one per round).
+    pub apply_writes: u64,
+    /// Frames of raft messages sent (one per destination per round).
+    pub flushes: u64,
+    /// Raft messages in those frames.
+    pub messages_flushed: u64,
+    /// Coalesced heartbeat frames sent (one per destination per tick).
+    pub heartbeat_frames: u64,
+    /// Heartbeats and responses carried in them.
+    pub heartbeats_coalesced: u64,
+    /// Reads served under a leader lease.
+    pub lease_reads: u64,
+    /// Reads served through ReadIndex.
+    pub read_index_reads: u64,
+    /// Write commands proposed.
+    pub proposals: u64,
+    /// Write commands applied.
+    pub applied_commands: u64,
+    /// Snapshots sent to followers.
+    pub snapshots_sent: u64,
+    /// Snapshots installed.
+    pub snapshots_applied: u64,
+}
+
+impl StoreStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            rounds: self.rounds.load(Relaxed),
+            round_regions: self.round_regions.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            synced_writes: self.synced_writes.load(Relaxed),
+            entries_synced: self.entries_synced.load(Relaxed),
+            apply_writes: self.apply_writes.load(Relaxed),
+            flushes: self.flushes.load(Relaxed),
+            messages_flushed: self.messages_flushed.load(Relaxed),
+            heartbeat_frames: self.heartbeat_frames.load(Relaxed),
+            heartbeats_coalesced: self.heartbeats_coalesced.load(Relaxed),
+            lease_reads: self.lease_reads.load(Relaxed),
+            read_index_reads: self.read_index_reads.load(Relaxed),
+            proposals: self.proposals.load(Relaxed),
+            applied_commands: self.applied_commands.load(Relaxed),
+            snapshots_sent: self.snapshots_sent.load(Relaxed),
+            snapshots_applied: self.snapshots_applied.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn record_round(&self, regions: usize, elapsed: Duration) {
+        self.rounds.fetch_add(1, Relaxed);
+        self.round_regions.fetch_add(regions as u64, Relaxed);
+        metrics::counter!("flotilla_store_rounds_total").increment(1);
+        metrics::histogram!("flotilla_store_round_regions").record(regions as f64);
+        metrics::histogram!("flotilla_store_round_seconds").record(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn record_write(&self, sync: bool, entries: usize) {
+        self.writes.fetch_add(1, Relaxed);
+        if sync {
+            self.synced_writes.fetch_add(1, Relaxed);
+            self.entries_synced.fetch_add(entries as u64, Relaxed);
+            metrics::counter!("flotilla_store_synced_writes_total").increment(1);
+            metrics::histogram!("flotilla_store_entries_per_sync").record(entries as f64);
+        }
+    }
+
+    pub(crate) fn record_apply_write(&self, commands: usize) {
+        self.apply_writes.fetch_add(1, Relaxed);
+        self.applied_commands.fetch_add(commands as u64, Relaxed);
+        metrics::counter!("flotilla_store_apply_writes_total").increment(1);
+    }
+
+    pub(crate) fn record_flush(&self, messages: usize) {
+        self.flushes.fetch_add(1, Relaxed);
+        self.messages_flushed.fetch_add(messages as u64, Relaxed);
+        metrics::histogram!("flotilla_store_messages_per_flush").record(messages as f64);
+    }
+
+    pub(crate) fn record_heartbeat_frame(&self, heartbeats: usize) {
+        self.heartbeat_frames.fetch_add(1, Relaxed);
+        self.heartbeats_coalesced
+            .fetch_add(heartbeats as u64, Relaxed);
+        metrics::histogram!("flotilla_store_heartbeats_per_frame").record(heartbeats as f64);
+    }
+
+    pub(crate) fn record_read(&self, lease: bool) {
+        if lease {
+            self.lease_reads.fetch_add(1, Relaxed);
+            metrics::counter!("flotilla_store_lease_reads_total").increment(1);
+        } else {
+            self.read_index_reads.fetch_add(1, Relaxed);
+            metrics::counter!("flotilla_store_read_index_reads_total").increment(1);
+        }
+    }
+
+    pub(crate) fn record_proposal(&self) {
+        self.proposals.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_snapshot(&self, sent: bool) {
+        if sent {
+            self.snapshots_sent.fetch_add(1, Relaxed);
+        } else {
+            self.snapshots_applied.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Records a propose-to-commit or propose-to-apply latency.
+pub(crate) fn record_latency(name: &'static str, d: Duration) {
+    metrics::histogram!(name).record(d.as_secs_f64());
+}

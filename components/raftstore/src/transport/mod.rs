@@ -1,0 +1,109 @@
+//! How a store's messages leave it: the [`Transport`] seam, the per-round
+//! [`Outbox`] (one frame per destination store), and the store-wide
+//! [`HeartbeatCoalescer`] (one heartbeat list per destination per tick).
+//!
+//! The in-memory network in [`mem`] implements the seam for tests and
+//! simulation; the network transport implements the same trait.
+
+pub mod mem;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use flotilla_proto::serverpb::{HeartbeatEntry, RaftMessage, StoreBatch};
+use parking_lot::Mutex;
+
+use crate::stats::StoreStats;
+
+/// Why a frame could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No route to the store.
+    #[error("store {0} is unreachable")]
+    Unreachable(u64),
+    /// The transport is shut down.
+    #[error("transport is closed")]
+    Closed,
+}
+
+/// Sends frames to other stores. One call is one flush: the store calls it
+/// at most once per destination per round (and once per destination per
+/// tick for coalesced heartbeats).
+pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// Sends `batch` to `batch.to_store`. Delivery is best effort: raft
+    /// retries what is lost.
+    fn send(&self, batch: StoreBatch) -> Result<(), TransportError>;
+}
+
+/// Where a store receives frames: the receiving side of a [`Transport`].
+pub trait Deliver: Send + Sync + fmt::Debug + 'static {
+    /// Hands a frame from another store to this store's regions.
+    fn deliver(&self, batch: StoreBatch);
+}
+
+/// The raft messages of one round, grouped by destination store.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    frames: BTreeMap<u64, StoreBatch>,
+}
+
+impl Outbox {
+    pub(crate) fn push(&mut self, from_store: u64, to_store: u64, msg: RaftMessage) {
+        self.frames
+            .entry(to_store)
+            .or_insert_with(|| StoreBatch {
+                from_store,
+                to_store,
+                ..Default::default()
+            })
+            .messages
+            .push(msg);
+    }
+
+    /// Sends every frame: one flush per destination store.
+    pub(crate) fn flush(&mut self, transport: &dyn Transport, stats: &StoreStats) {
+        for (to, frame) in std::mem::take(&mut self.frames) {
+            stats.record_flush(frame.messages.len());
+            if let Err(e) = transport.send(frame) {
+                tracing::debug!(to_store = to, error = %e, "dropping a frame");
+            }
+        }
+    }
+}
+
+/// Heartbeats and responses of every region, waiting for the next tick's
+/// coalesced frame. Shared by the store's pollers.
+#[derive(Debug, Default)]
+pub(crate) struct HeartbeatCoalescer {
+    pending: Mutex<BTreeMap<u64, Vec<HeartbeatEntry>>>,
+}
+
+impl HeartbeatCoalescer {
+    pub(crate) fn push_all(&self, entries: &mut Vec<(u64, HeartbeatEntry)>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        for (to_store, e) in entries.drain(..) {
+            pending.entry(to_store).or_default().push(e);
+        }
+    }
+
+    /// Sends one frame per destination store holding everything queued.
+    pub(crate) fn flush(&self, from_store: u64, transport: &dyn Transport, stats: &StoreStats) {
+        let pending = std::mem::take(&mut *self.pending.lock());
+        for (to_store, heartbeats) in pending {
+            stats.record_heartbeat_frame(heartbeats.len());
+            let frame = StoreBatch {
+                from_store,
+                to_store,
+                messages: Vec::new(),
+                heartbeats,
+            };
+            if let Err(e) = transport.send(frame) {
+                tracing::debug!(to_store, error = %e, "dropping a heartbeat frame");
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The store's batching, counted rather than timed: stores run round by
+//! round on the test's thread, and the counts come from the store's
+//! counters and the network's per-link counts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use flotilla_proto::cmdpb::{
+    CommandHeader, PutRequest, WriteCommand, WriteRequest, write_request::Cmd,
+};
+use flotilla_proto::metapb::Region;
+use flotilla_raftstore::bootstrap::even_split_keys;
+use flotilla_tests::cluster::{ClusterSpec, ManualCluster};
+
+fn put_cmd(region: &Region, key: &[u8]) -> WriteCommand {
+    WriteCommand {
+        header: Some(CommandHeader {
+            region_id: region.id,
+            region_epoch: region.region_epoch,
+        }),
+        requests: vec![WriteRequest {
+            cmd: Some(Cmd::Put(PutRequest {
+                key: Bytes::copy_from_slice(key),
+                value: Bytes::from_static(b"v"),
+            })),
+        }],
+    }
+}
+
+/// A cluster of 3 stores with `regions` regions, every one led by store 1:
+/// only store 1's clock runs for 20 ticks, by when every one of its peers
+/// has timed out (timeouts are drawn from [10, 20) ticks) and won, as no
+/// other peer ever campaigned. From then on every store's clock runs, so
+/// that the followers' coalesced heartbeat responses flow.
+fn led_by_store_1(regions: u64) -> ManualCluster {
+    let split = even_split_keys("k", 100_000, 6, regions);
+    let mut c = ManualCluster::new(ClusterSpec::new(3, split));
+    for _ in 0..20 {
+        c.tick(&[1]);
+    }
+    for r in c.regions.clone() {
+        let st = c.inspect(1, r.id);
+        assert!(
+            st.is_leader,
+            "region {} not led by store 1 after 20 ticks: {st:?}",
+            r.id
+        );
+    }
+    c
+}
+
+/// The first key of a region (the regions are cut at "k" + a number).
+fn key_in(region: &Region) -> Vec<u8> {
+    if region.start_key.is_empty() {
+        b"k000000".to_vec()
+    } else {
+        region.start_key.to_vec()
+    }
+}
+
+#[test]
+fn a_round_in_which_100_regions_write_issues_one_synced_write_and_one_frame_per_store() {
+    let mut c = led_by_store_1(100);
+    let before = c.stores[&1].stats();
+    let sink_before = c.sinks[&1].counts();
+    let links_before = (c.net.link_counts(1, 2), c.net.link_counts(1, 3));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let router = c.stores[&1].router();
+    for r in &c.regions {
+        let answered = answered.clone();
+        router.write(
+            put_cmd(r, &key_in(r)),
+            Box::new(move |res| {
+                res.expect("write applies");
+                answered.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+    }
+    let handled = c.stores.get_mut(&1).expect("store 1").run_round();
+    assert_eq!(handled, 100, "all 100 regions in one round");
+    let after = c.stores[&1].stats();
+    assert_eq!(after.rounds - before.rounds, 1);
+    assert_eq!(
+        after.synced_writes - before.synced_writes,
+        1,
+        "one synced write for the round"
+    );
+    assert_eq!(
+        after.entries_synced - before.entries_synced,
+        100,
+        "holding every region's entry"
+    );
+    let sink = c.sinks[&1].counts();
+    assert_eq!(
+        sink.synced_writes - sink_before.synced_writes,
+        1,
+        "the engine saw one synced write"
+    );
+    assert_eq!(sink.raft_entries - sink_before.raft_entries, 100);
+    for (to, link_before) in [(2, links_before.0), (3, links_before.1)] {
+        let link = c.net.link_counts(1, to);
+        assert_eq!(
+            link.frames - link_before.frames,
+            1,
+            "one flush to store {to}"
+        );
+        assert_eq!(
+            link.messages - link_before.messages,
+            100,
+            "carrying 100 appends to store {to}"
+        );
+    }
+    c.settle();
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        100,
+        "every write applied and answered"
+    );
+}
+
+/// Coalesced heartbeat frames from store 1 to store 2 and the heartbeats
+/// in them over 20 ticks of every store, once leaders are stable.
+fn heartbeat_traffic(regions: u64) -> (u64, u64) {
+    let mut c = led_by_store_1(regions);
+    let before = c.net.link_counts(1, 2);
+    for _ in 0..20 {
+        c.tick(&[1, 2, 3]);
+    }
+    let after = c.net.link_counts(1, 2);
+    for r in c.regions.clone() {
+        assert!(c.inspect(1, r.id).is_leader, "leadership stayed on store 1");
+    }
+    (
+        after.heartbeat_frames - before.heartbeat_frames,
+        after.heartbeats - before.heartbeats,
+    )
+}
+
+#[test]
+fn heartbeat_frames_per_tick_between_two_stores_do_not_grow_with_regions() {
+    let (frames_10, beats_10) = heartbeat_traffic(10);
+    let (frames_1000, beats_1000) = heartbeat_traffic(1000);
+    assert!(
+        frames_10 > 0 && frames_10 <= 20,
+        "at most one frame per tick: {frames_10}"
+    );
+    assert_eq!(
+        frames_10, frames_1000,
+        "frames depend on stores, not regions"
+    );
+    assert_eq!(
+        beats_1000,
+        beats_10 * 100,
+        "each frame carries every region's heartbeat"
+    );
+}
