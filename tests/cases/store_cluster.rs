@@ -80,6 +80,19 @@ fn three_stores_with_1000_regions_commit_writes_to_every_region_and_every_replic
 }
 
 #[test]
+fn a_client_rides_out_the_first_elections_of_a_new_cluster() {
+    // No wait for leaders: the first writes meet regions still electing,
+    // followers that know no leader, and hints that go stale.
+    let c = Cluster::start(ClusterSpec::new(3, even_split_keys("k", 200, 6, 50)));
+    for i in (0..200).step_by(4) {
+        c.must_put(&key(i), b"early");
+    }
+    for i in (0..200).step_by(4) {
+        assert_eq!(c.must_get(&key(i)).as_deref(), Some(&b"early"[..]));
+    }
+}
+
+#[test]
 fn writes_continue_on_new_leaders_when_a_leaders_store_is_isolated_and_it_catches_up_after() {
     let c = Cluster::start(ClusterSpec::new(3, even_split_keys("k", 100, 6, 10)));
     c.wait_for_leaders(WAIT);

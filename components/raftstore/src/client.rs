@@ -67,8 +67,11 @@ pub struct ClientConfig {
     pub deadline: Duration,
     /// Attempts per operation at most.
     pub attempts_max: usize,
-    /// Pause before retrying where no better target is known.
+    /// First pause before retrying where no better target is known (no
+    /// leader yet, a busy store); it doubles on each such retry.
     pub backoff: Duration,
+    /// The longest pause between retries.
+    pub backoff_max: Duration,
 }
 
 impl Default for ClientConfig {
@@ -77,7 +80,8 @@ impl Default for ClientConfig {
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
             attempts_max: 64,
-            backoff: Duration::from_millis(20),
+            backoff: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(500),
         }
     }
 }
@@ -301,6 +305,11 @@ impl Client {
         let deadline = Instant::now() + self.cfg.deadline;
         let mut tried: HashSet<u64> = HashSet::new();
         let mut last = Error::Timeout;
+        let mut backoff = self.cfg.backoff;
+        let mut pause = |deadline: Instant| {
+            std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
+            backoff = (backoff * 2).min(self.cfg.backoff_max);
+        };
         for _ in 0..self.cfg.attempts_max {
             let now = Instant::now();
             if now >= deadline {
@@ -309,7 +318,7 @@ impl Client {
             let region = self.locate(key)?;
             let Some((store_id, router)) = self.pick_store(&region, &tried) else {
                 tried.clear();
-                std::thread::sleep(self.cfg.backoff);
+                pause(deadline);
                 continue;
             };
             let (tx, rx) = bounded(1);
@@ -331,6 +340,12 @@ impl Client {
                 Error::NotLeader {
                     leader: Some(p), ..
                 } if p.store_id != store_id => {
+                    tried.insert(store_id);
+                    if tried.contains(&p.store_id) {
+                        // Hints going round in circles: an election is on.
+                        tried.clear();
+                        pause(deadline);
+                    }
                     self.routes.write().leaders.insert(region.id, p.store_id);
                 }
                 Error::NotLeader { .. }
@@ -341,7 +356,7 @@ impl Client {
                     self.routes.write().leaders.remove(&region.id);
                     tried.insert(store_id);
                     if matches!(err, Error::NotLeader { .. } | Error::ServerIsBusy(_)) {
-                        std::thread::sleep(self.cfg.backoff);
+                        pause(deadline);
                     }
                 }
                 Error::EpochNotMatch { current, .. } => {
