@@ -36,6 +36,35 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// The initial regions of the spec's stores (ids `1..=stores`).
+    fn plan(&self) -> Vec<Region> {
+        let ids: Vec<u64> = (1..=self.stores).collect();
+        plan_regions(
+            &ids,
+            &self.split_keys,
+            self.replicas,
+            &CounterIds::default(),
+        )
+        .expect("valid cluster plan")
+    }
+
+    /// Store `id`'s test configuration in `dir`, with the spec's settings.
+    fn config(&self, id: u64, dir: &std::path::Path) -> StoreConfig {
+        let mut cfg = test_config(id, dir);
+        (self.configure)(&mut cfg);
+        cfg
+    }
+
+    /// A new data directory for store `id`, bootstrapped with its replicas
+    /// of `regions`; the engine stays open.
+    fn bootstrap(&self, id: u64, regions: &[Region]) -> (TempDir, StoreConfig, Engine) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let cfg = self.config(id, dir.path());
+        let engine = Engine::open(&cfg.data_dir, &cfg.engine).expect("open engine");
+        bootstrap_store(&engine, id, regions).expect("bootstrap store");
+        (dir, cfg, engine)
+    }
+
     /// `stores` stores, one region per range between `split_keys`, three
     /// replicas, fast ticks.
     pub fn new(stores: u64, split_keys: Vec<Bytes>) -> Self {
@@ -82,14 +111,7 @@ impl Cluster {
     pub fn start(spec: ClusterSpec) -> Cluster {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
         let net = MemNetwork::new(clock);
-        let ids: Vec<u64> = (1..=spec.stores).collect();
-        let regions = plan_regions(
-            &ids,
-            &spec.split_keys,
-            spec.replicas,
-            &CounterIds::default(),
-        )
-        .expect("valid cluster plan");
+        let regions = spec.plan();
         let directory = Arc::new(LocalStores::default());
         let mut cluster = Cluster {
             client: Client::new(directory.clone(), ClientConfig::default()),
@@ -100,11 +122,8 @@ impl Cluster {
             spec,
             dirs: BTreeMap::new(),
         };
-        for id in ids {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let cfg = cluster.config(id, dir.path());
-            let engine = Engine::open(&cfg.data_dir, &cfg.engine).expect("open engine");
-            bootstrap_store(&engine, id, &cluster.regions).expect("bootstrap store");
+        for id in 1..=cluster.spec.stores {
+            let (dir, _, engine) = cluster.spec.bootstrap(id, &cluster.regions);
             drop(engine);
             cluster.dirs.insert(id, dir);
             cluster.run_store(id);
@@ -112,16 +131,10 @@ impl Cluster {
         cluster
     }
 
-    fn config(&self, id: u64, dir: &std::path::Path) -> StoreConfig {
-        let mut cfg = test_config(id, dir);
-        (self.spec.configure)(&mut cfg);
-        cfg
-    }
-
     /// Opens store `id` from its data directory and starts it.
     pub fn run_store(&mut self, id: u64) {
         let dir = self.dirs[&id].path().to_path_buf();
-        let cfg = self.config(id, &dir);
+        let cfg = self.spec.config(id, &dir);
         let mut store =
             Store::open(cfg, StoreDeps::new(self.net.transport(id))).expect("open store");
         let router = store.router();
@@ -258,23 +271,12 @@ impl ManualCluster {
     pub fn new(spec: ClusterSpec) -> ManualCluster {
         let clock = Arc::new(ManualClock::default());
         let net = MemNetwork::new(clock.clone());
-        let ids: Vec<u64> = (1..=spec.stores).collect();
-        let regions = plan_regions(
-            &ids,
-            &spec.split_keys,
-            spec.replicas,
-            &CounterIds::default(),
-        )
-        .expect("valid cluster plan");
+        let regions = spec.plan();
         let mut stores = BTreeMap::new();
         let mut sinks = BTreeMap::new();
         let mut dirs = Vec::new();
-        for &id in &ids {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let mut cfg = test_config(id, dir.path());
-            (spec.configure)(&mut cfg);
-            let engine = Engine::open(&cfg.data_dir, &cfg.engine).expect("open engine");
-            bootstrap_store(&engine, id, &regions).expect("bootstrap store");
+        for id in 1..=spec.stores {
+            let (dir, cfg, engine) = spec.bootstrap(id, &regions);
             let sink = Arc::new(FaultyWriteSink::new(engine.clone()));
             sinks.insert(id, sink.clone());
             let deps = StoreDeps {
