@@ -37,7 +37,7 @@ pub struct ClusterSpec {
 
 impl ClusterSpec {
     /// The initial regions of the spec's stores (ids `1..=stores`).
-    fn plan(&self) -> Vec<Region> {
+    pub(crate) fn plan(&self) -> Vec<Region> {
         let ids: Vec<u64> = (1..=self.stores).collect();
         plan_regions(
             &ids,
@@ -49,7 +49,7 @@ impl ClusterSpec {
     }
 
     /// Store `id`'s test configuration in `dir`, with the spec's settings.
-    fn config(&self, id: u64, dir: &std::path::Path) -> StoreConfig {
+    pub(crate) fn config(&self, id: u64, dir: &std::path::Path) -> StoreConfig {
         let mut cfg = test_config(id, dir);
         (self.configure)(&mut cfg);
         cfg
@@ -57,7 +57,7 @@ impl ClusterSpec {
 
     /// A new data directory for store `id`, bootstrapped with its replicas
     /// of `regions`; the engine stays open.
-    fn bootstrap(&self, id: u64, regions: &[Region]) -> (TempDir, StoreConfig, Engine) {
+    pub(crate) fn bootstrap(&self, id: u64, regions: &[Region]) -> (TempDir, StoreConfig, Engine) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let cfg = self.config(id, dir.path());
         let engine = Engine::open(&cfg.data_dir, &cfg.engine).expect("open engine");

@@ -17,3 +17,4 @@ pub mod cluster;
 pub mod net;
 pub mod node;
 pub mod sim;
+pub mod tcp_cluster;

@@ -25,6 +25,9 @@ pub enum TransportError {
     /// The transport is shut down.
     #[error("transport is closed")]
     Closed,
+    /// The send queue to the store is full; the frame was dropped.
+    #[error("send queue to store {0} is full")]
+    QueueFull(u64),
 }
 
 /// Sends frames to other stores. One call is one flush: the store calls it

@@ -1,0 +1,38 @@
+//! The transport's configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a store's transport connects and what it accepts.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// This store's id: frames must be addressed to it.
+    pub store_id: u64,
+    /// Every other store's raft address. Connections from a store not
+    /// listed here are refused.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// The largest frame payload sent or accepted.
+    pub frame_bytes_max: u64,
+    /// Bytes queued for one store at most; frames beyond it are dropped
+    /// (raft resends what matters).
+    pub send_queue_bytes_max: usize,
+    /// First pause before reconnecting to a store; doubles per failure.
+    pub reconnect_backoff_min: Duration,
+    /// The longest pause before reconnecting.
+    pub reconnect_backoff_max: Duration,
+}
+
+impl TransportConfig {
+    /// Defaults for store `store_id` talking to `peers`.
+    pub fn new(store_id: u64, peers: BTreeMap<u64, SocketAddr>) -> Self {
+        TransportConfig {
+            store_id,
+            peers,
+            frame_bytes_max: 64 << 20,
+            send_queue_bytes_max: 64 << 20,
+            reconnect_backoff_min: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(2),
+        }
+    }
+}
