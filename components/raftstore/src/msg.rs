@@ -78,6 +78,8 @@ pub enum PeerMsg {
     Wake,
     /// Reports the replica's state.
     Inspect(Callback<RegionStatus>),
+    /// The transport cannot reach this store.
+    StoreUnreachable(u64),
 }
 
 /// One replica's state, as [`PeerMsg::Inspect`] reports it.
@@ -119,6 +121,7 @@ impl fmt::Debug for PeerMsg {
             }),
             PeerMsg::Wake => f.write_str("Wake"),
             PeerMsg::Inspect(_) => f.write_str("Inspect"),
+            PeerMsg::StoreUnreachable(s) => write!(f, "StoreUnreachable({s})"),
         }
     }
 }

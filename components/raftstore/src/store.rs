@@ -166,6 +166,11 @@ impl Deliver for StoreRouter {
             let _ = router.send(h.region_id, PeerMsg::Heartbeat(h));
         }
     }
+
+    fn unreachable(&self, store_id: u64) {
+        self.batch_router()
+            .broadcast_normal(|| PeerMsg::StoreUnreachable(store_id));
+    }
 }
 
 /// One store: its engine, its regions' FSMs on a batch system, and (once

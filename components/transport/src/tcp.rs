@@ -3,6 +3,9 @@
 //! store; incoming connections introduce themselves with a `Hello` and then
 //! carry `StoreBatch` frames, which are handed to the store's regions.
 //!
+//! A connection that fails is reported to the store's regions as an
+//! unreachable store, so that leaders probe instead of streaming.
+//!
 //! No input from the network panics the store: every malformed, oversized,
 //! truncated-forever, undecodable or misaddressed frame is counted, logged
 //! and its connection closed; everyone else keeps being served.
@@ -538,5 +541,92 @@ impl EventLoop {
         ob.frames_in_buf = 0;
         ob.retry_at = Instant::now() + ob.backoff;
         ob.backoff = (ob.backoff * 2).min(max);
+        self.deliver.unreachable(store);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct Recorder {
+        batches: Mutex<Vec<StoreBatch>>,
+        unreachable: Mutex<Vec<u64>>,
+    }
+
+    impl Deliver for Recorder {
+        fn deliver(&self, batch: StoreBatch) {
+            self.batches.lock().push(batch);
+        }
+        fn unreachable(&self, store_id: u64) {
+            self.unreachable.lock().push(store_id);
+        }
+    }
+
+    fn wait_until(mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn listener() -> std::net::TcpListener {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+    }
+
+    #[test]
+    fn frames_cross_between_two_transports_and_a_dead_peer_is_reported_unreachable() {
+        let (l1, l2) = (listener(), listener());
+        let dead = listener().local_addr().unwrap(); // closed when dropped
+        let peers1 = BTreeMap::from([(2, l2.local_addr().unwrap()), (3, dead)]);
+        let peers2 = BTreeMap::from([(1, l1.local_addr().unwrap())]);
+        let (r1, r2) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let t1 = TcpTransport::bind(TransportConfig::new(1, peers1), l1).unwrap();
+        let t2 = TcpTransport::bind(TransportConfig::new(2, peers2), l2).unwrap();
+        t1.serve(r1.clone()).unwrap();
+        t2.serve(r2.clone()).unwrap();
+        for _ in 0..3 {
+            let batch = StoreBatch {
+                from_store: 1,
+                to_store: 2,
+                ..Default::default()
+            };
+            t1.send(batch).unwrap();
+        }
+        wait_until(|| r2.batches.lock().len() == 3);
+        assert!(
+            r2.batches
+                .lock()
+                .iter()
+                .all(|b| b.from_store == 1 && b.to_store == 2)
+        );
+        assert_eq!(
+            t1.send(StoreBatch {
+                from_store: 1,
+                to_store: 9,
+                ..Default::default()
+            }),
+            Err(TransportError::Unreachable(9)),
+            "a store not in the configuration"
+        );
+        t1.send(StoreBatch {
+            from_store: 1,
+            to_store: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        wait_until(|| r1.unreachable.lock().contains(&3));
+        assert_eq!(t2.stats().frames_rejected, 0);
+        t1.shutdown();
+        assert_eq!(
+            t1.send(StoreBatch {
+                from_store: 1,
+                to_store: 2,
+                ..Default::default()
+            }),
+            Err(TransportError::Closed)
+        );
     }
 }

@@ -196,6 +196,7 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 PeerMsg::Read { epoch, req, cb } => peer.read(&mut self.ctx, epoch, req, cb),
                 PeerMsg::Wake => {}
                 PeerMsg::Inspect(cb) => cb(Ok(peer.status())),
+                PeerMsg::StoreUnreachable(store) => peer.on_store_unreachable(store),
             }
         }
         peer.collect_ready(&mut self.ctx, self.slot);

@@ -29,6 +29,20 @@ impl Peer {
         }
     }
 
+    /// The transport lost `store`: a leader stops streaming to its peer
+    /// there and probes it instead.
+    pub(crate) fn on_store_unreachable(&mut self, store: u64) {
+        let peers: Vec<u64> = self
+            .peers
+            .values()
+            .filter(|p| p.store_id == store)
+            .map(|p| p.id)
+            .collect();
+        for id in peers {
+            self.raft.report_unreachable(id);
+        }
+    }
+
     /// Steps one entry of a coalesced heartbeat frame.
     pub(crate) fn on_heartbeat(&mut self, h: &HeartbeatEntry) {
         if h.to_peer != self.peer_id {

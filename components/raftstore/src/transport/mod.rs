@@ -43,6 +43,12 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
 pub trait Deliver: Send + Sync + fmt::Debug + 'static {
     /// Hands a frame from another store to this store's regions.
     fn deliver(&self, batch: StoreBatch);
+
+    /// The transport lost (or could not reach) `store_id`: leaders stop
+    /// streaming to their followers there and probe instead.
+    fn unreachable(&self, store_id: u64) {
+        let _ = store_id;
+    }
 }
 
 /// The raft messages of one round, grouped by destination store.
