@@ -13,20 +13,21 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@if ! command -v $(CARGO) >/dev/null; then \
 		echo "cargo not found: install the Rust toolchain (rustup) first" >&2; exit 1; fi
-	@if ! ldconfig -p 2>/dev/null | grep -q 'libclang' || ! command -v clang >/dev/null; then \
-		echo "installing clang and libclang-dev"; \
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libclang' || ! command -v clang >/dev/null \
+		|| ! command -v promtool >/dev/null; then \
+		echo "installing clang, libclang-dev and prometheus (for promtool)"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang libclang-dev >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang libclang-dev prometheus >/dev/null; \
 	fi
 	@installed="$$(rustup component list --installed 2>/dev/null)"; \
 	if ! grep -q rustfmt <<<"$$installed" || ! grep -q clippy <<<"$$installed"; then \
 		rustup component add rustfmt clippy 2>/dev/null || true; fi
 
-## The main job: a local 3-store cluster under load, with a report.
-## Flags through ARGS, e.g. make run ARGS="--regions 1000 --seconds 30".
+## The main job: a local 3-store cluster on loopback under load, with a
+## report. Flags through ARGS, e.g. make run ARGS="--regions 1000 --seconds 30".
 ARGS ?=
 run: deps
-	$(CARGO) run --release -p flotilla-raftstore --example local_cluster -- $(ARGS)
+	$(CARGO) run --release -p flotilla-server --bin flotilla -- local $(ARGS)
 
 ## Everything CI checks: formatting, lints, and every test in the workspace.
 test: deps lint unit

@@ -42,5 +42,5 @@ pub use errors::{Error, Result};
 pub use fsm::{PeerFsm, StoreFsm};
 pub use msg::{Callback, PeerMsg, ReadRequest, ReadResponse, RegionStatus, StoreMsg};
 pub use raft::Peer;
-pub use stats::{StatsSnapshot, StoreStats};
+pub use stats::{StatsSnapshot, StoreStats, describe as describe_metrics};
 pub use store::{Store, StoreDeps, StoreRouter};

@@ -145,6 +145,61 @@ impl StoreStats {
     }
 }
 
+/// Describes the store's metrics to the installed recorder (help texts and
+/// units). Called when a store opens; harmless to repeat.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "flotilla_store_rounds_total",
+        "Poller rounds that handled at least one region"
+    );
+    describe_counter!(
+        "flotilla_store_synced_writes_total",
+        "Synced raft writes (at most one per round)"
+    );
+    describe_counter!(
+        "flotilla_store_apply_writes_total",
+        "Apply writes (at most one per round)"
+    );
+    describe_counter!(
+        "flotilla_store_lease_reads_total",
+        "Reads served under a leader lease"
+    );
+    describe_counter!(
+        "flotilla_store_read_index_reads_total",
+        "Reads served through ReadIndex"
+    );
+    describe_gauge!("flotilla_store_leaders", "Regions this store leads");
+    describe_histogram!("flotilla_store_round_regions", "Regions handled per round");
+    describe_histogram!(
+        "flotilla_store_round_seconds",
+        Unit::Seconds,
+        "Duration of a round"
+    );
+    describe_histogram!(
+        "flotilla_store_entries_per_sync",
+        "Raft log entries per synced write"
+    );
+    describe_histogram!(
+        "flotilla_store_messages_per_flush",
+        "Raft messages per frame to one store"
+    );
+    describe_histogram!(
+        "flotilla_store_heartbeats_per_frame",
+        "Heartbeats per coalesced frame"
+    );
+    describe_histogram!(
+        "flotilla_store_propose_to_commit_seconds",
+        Unit::Seconds,
+        "From a write's proposal to its commit, at the leader"
+    );
+    describe_histogram!(
+        "flotilla_store_propose_to_apply_seconds",
+        Unit::Seconds,
+        "From a write's proposal to its apply, at the leader"
+    );
+}
+
 /// Records a propose-to-commit or propose-to-apply latency.
 pub(crate) fn record_latency(name: &'static str, d: Duration) {
     metrics::histogram!(name).record(d.as_secs_f64());

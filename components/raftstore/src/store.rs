@@ -204,6 +204,7 @@ impl Store {
 
     /// As [`open`](Self::open), over an engine already open.
     pub fn with_engine(cfg: StoreConfig, engine: Engine, deps: StoreDeps) -> Result<Store> {
+        crate::stats::describe();
         let cfg = Arc::new(cfg);
         let mut peers = Vec::new();
         let mut regions = BTreeMap::new();

@@ -32,6 +32,35 @@ pub struct TransportStatsSnapshot {
     pub connections_closed: u64,
 }
 
+/// Describes the transport's metrics to the installed recorder.
+pub fn describe() {
+    use metrics::describe_counter;
+    describe_counter!(
+        "flotilla_transport_frames_sent_total",
+        "Frames written to peer stores"
+    );
+    describe_counter!(
+        "flotilla_transport_frames_received_total",
+        "Valid frames received and delivered"
+    );
+    describe_counter!(
+        "flotilla_transport_frames_rejected_total",
+        "Frames or streams refused (malformed, oversized, bad checksum, misaddressed); each closes its connection"
+    );
+    describe_counter!(
+        "flotilla_transport_frames_dropped_total",
+        "Frames dropped because a send queue was full"
+    );
+    describe_counter!(
+        "flotilla_transport_connects_total",
+        "Connections established to peer stores"
+    );
+    describe_counter!(
+        "flotilla_transport_connections_closed_total",
+        "Connections closed on error or by the other side"
+    );
+}
+
 impl TransportStats {
     /// The counters now.
     pub fn snapshot(&self) -> TransportStatsSnapshot {

@@ -65,6 +65,7 @@ impl TcpTransport {
     /// A transport listening on `listener` (bound by the caller, so that
     /// tests can bind port 0 and learn the address first).
     pub fn bind(cfg: TransportConfig, listener: std::net::TcpListener) -> io::Result<Arc<Self>> {
+        crate::stats::describe();
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let mut listener = TcpListener::from_std(listener);

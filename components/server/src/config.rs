@@ -1,0 +1,250 @@
+//! `store.toml`: one store's configuration, read and checked at start.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use flotilla_raftstore::StoreConfig;
+use flotilla_transport::TransportConfig;
+use serde::Deserialize;
+
+/// The file's shape. Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// This store's id, unique in the cluster.
+    pub store_id: u64,
+    /// Where the store keeps its data.
+    pub data_dir: PathBuf,
+    /// The raft (store-to-store) address to listen on.
+    pub listen: SocketAddr,
+    /// The status server's address (`/metrics`, `/health`).
+    pub status: SocketAddr,
+    /// Every other store's raft address, by store id.
+    #[serde(default)]
+    pub peers: BTreeMap<String, SocketAddr>,
+    /// The cluster a new data directory is bootstrapped into.
+    #[serde(default)]
+    pub bootstrap: Bootstrap,
+    /// The logical clock.
+    #[serde(default)]
+    pub raft: Raft,
+    /// Thread counts and bounds.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What an empty data directory is bootstrapped with. Every store of a new
+/// cluster must be given the same values: each computes the same plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    /// Initial regions, cutting the key space `k0000000`..`k9999999` evenly
+    /// (1: one region for the whole key space).
+    pub regions: u64,
+    /// Replicas of each region.
+    pub replicas: usize,
+}
+
+impl Default for Bootstrap {
+    fn default() -> Self {
+        Bootstrap {
+            regions: 1,
+            replicas: 3,
+        }
+    }
+}
+
+/// The logical clock and the lease.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raft {
+    /// One tick.
+    pub tick_ms: u64,
+    /// Ticks without a leader before a follower campaigns.
+    pub election_ticks: usize,
+    /// Ticks between heartbeats.
+    pub heartbeat_ticks: usize,
+    /// A leader lease; must be shorter than the election timeout
+    /// (`tick_ms * election_ticks`), the difference covering clock drift.
+    pub lease_ms: u64,
+}
+
+impl Default for Raft {
+    fn default() -> Self {
+        Raft {
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            lease_ms: 800,
+        }
+    }
+}
+
+/// Threads and bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Poller threads.
+    pub pollers: usize,
+    /// Regions per round at most.
+    pub round_regions_max: usize,
+    /// A region's mailbox bound.
+    pub mailbox_capacity: usize,
+    /// The largest frame between stores, in bytes.
+    pub frame_bytes_max: u64,
+    /// Bytes queued for one store at most.
+    pub send_queue_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            pollers: 2,
+            round_regions_max: 256,
+            mailbox_capacity: 4096,
+            frame_bytes_max: 64 << 20,
+            send_queue_bytes_max: 64 << 20,
+        }
+    }
+}
+
+/// A checked configuration, split for the crates that take it.
+#[derive(Debug)]
+pub struct Checked {
+    pub store: StoreConfig,
+    pub transport: TransportConfig,
+    pub listen: SocketAddr,
+    pub status: SocketAddr,
+    pub bootstrap: Bootstrap,
+    /// Every store of the cluster, this one included.
+    pub store_ids: Vec<u64>,
+}
+
+impl FileConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Checked> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: FileConfig =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        file.check()
+    }
+
+    /// Checks the values against each other.
+    pub fn check(self) -> anyhow::Result<Checked> {
+        ensure!(self.store_id != 0, "store_id must not be 0");
+        let r = &self.raft;
+        ensure!(r.tick_ms > 0, "raft.tick_ms must be positive");
+        ensure!(
+            r.election_ticks > 0 && r.heartbeat_ticks > 0,
+            "raft ticks must be positive"
+        );
+        let election_ms = r.tick_ms * r.election_ticks as u64;
+        ensure!(
+            r.lease_ms < election_ms,
+            "raft.lease_ms ({}) must be shorter than the election timeout ({election_ms} ms)",
+            r.lease_ms
+        );
+        let mut peers = BTreeMap::new();
+        for (id, addr) in &self.peers {
+            let id: u64 = id
+                .parse()
+                .with_context(|| format!("peers: {id:?} is not a store id"))?;
+            ensure!(id != 0 && id != self.store_id, "peers: bad store id {id}");
+            peers.insert(id, *addr);
+        }
+        ensure!(
+            self.bootstrap.regions > 0 && self.bootstrap.replicas > 0,
+            "bootstrap needs regions and replicas"
+        );
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            bail!("data_dir {} is not a directory", self.data_dir.display());
+        }
+        let mut store = StoreConfig::new(self.store_id, &self.data_dir);
+        store.tick_interval = Duration::from_millis(r.tick_ms);
+        store.election_ticks = r.election_ticks;
+        store.heartbeat_ticks = r.heartbeat_ticks;
+        store.lease_drift_margin = Duration::from_millis(election_ms - r.lease_ms);
+        store.pool_size = self.limits.pollers;
+        store.round_regions_max = self.limits.round_regions_max;
+        store.mailbox_capacity = self.limits.mailbox_capacity;
+        store.seed = self.store_id;
+        store.validate().map_err(anyhow::Error::msg)?;
+        let mut transport = TransportConfig::new(self.store_id, peers.clone());
+        transport.frame_bytes_max = self.limits.frame_bytes_max;
+        transport.send_queue_bytes_max = self.limits.send_queue_bytes_max;
+        let mut store_ids: Vec<u64> = peers.keys().copied().collect();
+        store_ids.push(self.store_id);
+        store_ids.sort_unstable();
+        Ok(Checked {
+            store,
+            transport,
+            listen: self.listen,
+            status: self.status,
+            bootstrap: self.bootstrap,
+            store_ids,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        store_id = 1
+        data_dir = "/tmp/flotilla-config-test"
+        listen = "127.0.0.1:20161"
+        status = "127.0.0.1:20181"
+        [peers]
+        2 = "127.0.0.1:20162"
+        3 = "127.0.0.1:20163"
+        [raft]
+        tick_ms = 50
+        election_ticks = 10
+        heartbeat_ticks = 2
+        lease_ms = 400
+    "#;
+
+    fn check(text: &str) -> anyhow::Result<Checked> {
+        toml::from_str::<FileConfig>(text)?.check()
+    }
+
+    #[test]
+    fn a_good_file_becomes_store_and_transport_settings() {
+        let c = check(GOOD).unwrap();
+        assert_eq!(c.store_ids, [1, 2, 3]);
+        assert_eq!(c.store.tick_interval, Duration::from_millis(50));
+        assert_eq!(c.store.lease_duration(), Duration::from_millis(400));
+        assert_eq!(c.transport.peers.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let cases = [
+            (
+                GOOD.replace("lease_ms = 400", "lease_ms = 500"),
+                "shorter than the election timeout",
+            ),
+            (GOOD.replace("tick_ms = 50", "tick_ms = 0"), "tick_ms"),
+            (
+                GOOD.replace("heartbeat_ticks = 2", "heartbeat_ticks = 0"),
+                "ticks must be positive",
+            ),
+            (
+                GOOD.replace("store_id = 1", "store_id = 1\nstore_name = \"x\""),
+                "unknown field",
+            ),
+            (GOOD.replace("2 = ", "two = "), "not a store id"),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", check(&text).unwrap_err());
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+        let missing = FileConfig::load(Path::new("/nonexistent/store.toml")).unwrap_err();
+        assert!(format!("{missing:#}").contains("reading /nonexistent/store.toml"));
+    }
+}
