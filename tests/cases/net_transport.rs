@@ -139,6 +139,24 @@ fn bad_input_on_the_raft_port_is_refused_while_a_workload_goes_on() {
                 transport.stats().frames_rejected > before
             });
         }
+        // A well-formed batch for a region store 1 does not host is
+        // dropped and counted, and the connection stays up.
+        let stray = StoreBatch {
+            from_store: 2,
+            to_store: 1,
+            heartbeats: vec![flotilla_proto::serverpb::HeartbeatEntry {
+                region_id: 9_999,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let before = c.stores[&1].0.stats().undeliverable;
+        let mut s = TcpStream::connect(target).expect("connect");
+        s.write_all(&[hello(2, 1), frame(FrameKind::Batch, &stray.encode_to_vec())].concat())
+            .expect("send");
+        wait_until("the stray message is counted", || {
+            c.stores[&1].0.stats().undeliverable > before
+        });
         // A truncated frame: half a hello, then the connection closes.
         let half = hello(2, 1);
         let mut s = TcpStream::connect(target).expect("connect");

@@ -23,6 +23,7 @@ pub struct StoreStats {
     applied_commands: AtomicU64,
     snapshots_sent: AtomicU64,
     snapshots_applied: AtomicU64,
+    undeliverable: AtomicU64,
 }
 
 /// A copy of a store's counters at one moment.
@@ -60,6 +61,9 @@ pub struct StatsSnapshot {
     pub snapshots_sent: u64,
     /// Snapshots installed.
     pub snapshots_applied: u64,
+    /// Messages from other stores for regions this store does not host
+    /// (or whose mailbox was closed or full), dropped.
+    pub undeliverable: u64,
 }
 
 impl StoreStats {
@@ -82,6 +86,7 @@ impl StoreStats {
             applied_commands: self.applied_commands.load(Relaxed),
             snapshots_sent: self.snapshots_sent.load(Relaxed),
             snapshots_applied: self.snapshots_applied.load(Relaxed),
+            undeliverable: self.undeliverable.load(Relaxed),
         }
     }
 
@@ -136,6 +141,13 @@ impl StoreStats {
         self.proposals.fetch_add(1, Relaxed);
     }
 
+    /// Counts a dropped incoming message; true for the store's first, which
+    /// the caller logs (later ones are only counted).
+    pub(crate) fn record_undeliverable(&self) -> bool {
+        metrics::counter!("flotilla_store_undeliverable_messages_total").increment(1);
+        self.undeliverable.fetch_add(1, Relaxed) == 0
+    }
+
     pub(crate) fn record_snapshot(&self, sent: bool) {
         if sent {
             self.snapshots_sent.fetch_add(1, Relaxed);
@@ -170,6 +182,10 @@ pub fn describe() {
         "Reads served through ReadIndex"
     );
     describe_gauge!("flotilla_store_leaders", "Regions this store leads");
+    describe_counter!(
+        "flotilla_store_undeliverable_messages_total",
+        "Messages from other stores for regions this store does not host, dropped"
+    );
     describe_histogram!("flotilla_store_round_regions", "Regions handled per round");
     describe_histogram!(
         "flotilla_store_round_seconds",

@@ -159,11 +159,26 @@ impl Deliver for StoreRouter {
     /// each coalesced heartbeat to its region.
     fn deliver(&self, batch: StoreBatch) {
         let router = self.batch_router();
-        for m in batch.messages {
-            let _ = router.send(m.region_id, PeerMsg::Raft(Box::new(m)));
-        }
-        for h in batch.heartbeats {
-            let _ = router.send(h.region_id, PeerMsg::Heartbeat(h));
+        let from_store = batch.from_store;
+        let sends = batch
+            .messages
+            .into_iter()
+            .map(|m| (m.region_id, PeerMsg::Raft(Box::new(m))))
+            .chain(
+                batch
+                    .heartbeats
+                    .into_iter()
+                    .map(|h| (h.region_id, PeerMsg::Heartbeat(h))),
+            );
+        for (region_id, msg) in sends {
+            if router.send(region_id, msg).is_err() && self.shared.stats.record_undeliverable() {
+                tracing::warn!(
+                    store_id = self.store_id,
+                    from_store,
+                    region_id,
+                    "dropping a message for a region this store does not host (counted from now on, not logged)"
+                );
+            }
         }
     }
 
