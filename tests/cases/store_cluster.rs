@@ -150,12 +150,7 @@ fn a_restarted_store_catches_up_by_snapshot_once_the_log_it_needs_is_compacted()
     c.wait_for_leaders(WAIT);
     let region = c.regions[0].clone();
     let leader = c.leader_of(region.id).expect("leader");
-    let follower = region
-        .peers
-        .iter()
-        .map(|p| p.store_id)
-        .find(|&s| s != leader)
-        .expect("a follower");
+    let follower = c.follower_of(&region);
     c.must_put(b"a", b"1");
     c.stop_store(follower);
     for i in 0..50 {
@@ -220,12 +215,7 @@ fn stale_epoch_wrong_leader_and_foreign_keys_get_typed_errors() {
     c.wait_for_leaders(WAIT);
     let region = c.client.locate(b"a").expect("locate");
     let leader = c.leader_of(region.id).expect("leader");
-    let follower = region
-        .peers
-        .iter()
-        .map(|p| p.store_id)
-        .find(|&s| s != leader)
-        .expect("follower");
+    let follower = c.follower_of(&region);
 
     let stale = RegionEpoch {
         conf_ver: 1,

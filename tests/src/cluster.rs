@@ -212,6 +212,17 @@ impl Cluster {
             .find(|&s| self.inspect(s, region_id).is_some_and(|st| st.is_leader))
     }
 
+    /// A store holding a follower of `region` (one that does not lead it).
+    pub fn follower_of(&self, region: &Region) -> u64 {
+        let leader = self.leader_of(region.id);
+        region
+            .peers
+            .iter()
+            .map(|p| p.store_id)
+            .find(|&s| Some(s) != leader)
+            .expect("a region of several replicas has a follower")
+    }
+
     /// Waits until `key` holds `value` in the applied data of every running
     /// replica of its region, or panics after `timeout`.
     pub fn must_replicate(&self, key: &[u8], value: Option<&[u8]>, timeout: Duration) {
