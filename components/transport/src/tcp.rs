@@ -275,29 +275,30 @@ impl EventLoop {
     fn read_inbound(&mut self, t: Token) {
         let mut scratch = [0u8; 64 << 10];
         let mut close = false;
-        let Some(conn) = self.inbound.get_mut(&t) else {
-            return;
-        };
         loop {
+            let Some(conn) = self.inbound.get_mut(&t) else {
+                return;
+            };
             match conn.stream.read(&mut scratch) {
-                Ok(0) => {
-                    close = true;
-                    break;
+                Ok(0) => close = true,
+                Ok(n) => {
+                    conn.decoder.extend(&scratch[..n]);
+                    // Frames leave the buffer as they complete, so it never
+                    // holds more than one frame and one read.
+                    if let Err(reason) = self.take_frames(t) {
+                        self.shared.stats.rejected();
+                        let peer = self.inbound.get(&t).and_then(|c| c.peer);
+                        tracing::warn!(from_store = ?peer, %reason, "rejected a frame; closing its connection");
+                        close = true;
+                    } else {
+                        continue;
+                    }
                 }
-                Ok(n) => conn.decoder.extend(&scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    close = true;
-                    break;
-                }
+                Err(_) => close = true,
             }
-        }
-        if let Err(reason) = self.take_frames(t) {
-            self.shared.stats.rejected();
-            let peer = self.inbound.get(&t).and_then(|c| c.peer);
-            tracing::warn!(from_store = ?peer, %reason, "rejected a frame; closing its connection");
-            close = true;
+            break;
         }
         if close && let Some(mut conn) = self.inbound.remove(&t) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
