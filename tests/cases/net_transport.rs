@@ -79,6 +79,53 @@ fn a_cluster_over_tcp_serves_writes_and_a_restarted_store_catches_up() {
 }
 
 #[test]
+fn a_store_behind_a_compacted_log_catches_up_by_a_snapshot_streamed_in_chunks() {
+    let mut spec = ClusterSpec::new(3, vec![]);
+    spec.configure = |cfg| {
+        cfg.log_gc_threshold_entries = 10;
+        cfg.log_gc_keep_entries = 2;
+    };
+    let mut c = TcpCluster::start_with(spec, |t| {
+        t.snapshot_chunk_bytes = 1024;
+        t.snapshot_bytes_per_sec = 4 << 20;
+    });
+    let value = Bytes::from(vec![b'v'; 512]);
+    c.client.put(key(0), value.clone()).expect("first put");
+    c.stop_store(3);
+    for i in 1..60 {
+        c.client
+            .put(key(i), value.clone())
+            .expect("put with a store down");
+    }
+    c.restart_store(3);
+    let region = c.regions[0].clone();
+    let engine = c.stores[&3].0.engine();
+    for i in 0..60 {
+        wait_until("the restarted store has every write", || {
+            engine.get(&region, &key(i)).expect("engine get").as_deref() == Some(&value[..])
+        });
+    }
+    assert!(
+        c.stores[&3].0.stats().snapshots_applied >= 1,
+        "caught up by snapshot"
+    );
+    let sent: Vec<_> = [1, 2].iter().map(|s| c.stores[s].1.stats()).collect();
+    let chunks: u64 = sent.iter().map(|t| t.snapshot_chunks_sent).sum();
+    let bytes: u64 = sent.iter().map(|t| t.snapshot_sent_bytes).sum();
+    assert!(
+        sent.iter().map(|t| t.snapshots_sent).sum::<u64>() >= 1,
+        "{sent:?}"
+    );
+    assert!(
+        bytes > 60 * 512 && chunks >= bytes / 1024,
+        "60 values of 512 bytes travel in 1 KiB chunks: {sent:?}"
+    );
+    let received = c.stores[&3].1.stats();
+    assert!(received.snapshots_received >= 1, "{received:?}");
+    assert_eq!(received.frames_rejected, 0, "{received:?}");
+}
+
+#[test]
 fn bad_input_on_the_raft_port_is_refused_while_a_workload_goes_on() {
     let c = TcpCluster::start(ClusterSpec::new(3, even_split_keys("k", 100, 6, 4)));
     c.client.put(key(0), "warm").expect("first put");

@@ -26,12 +26,22 @@ pub struct TcpCluster {
     pub client: Client,
     directory: Arc<LocalStores>,
     spec: ClusterSpec,
+    configure_transport: fn(&mut TransportConfig),
     dirs: BTreeMap<u64, TempDir>,
 }
 
 impl TcpCluster {
     /// Bootstraps and starts a cluster on loopback ports chosen by the OS.
     pub fn start(spec: ClusterSpec) -> TcpCluster {
+        Self::start_with(spec, |_| {})
+    }
+
+    /// [`start`](Self::start), with `configure_transport` applied to every
+    /// store's transport settings (now and at restarts).
+    pub fn start_with(
+        spec: ClusterSpec,
+        configure_transport: fn(&mut TransportConfig),
+    ) -> TcpCluster {
         let regions = spec.plan();
         let mut listeners = BTreeMap::new();
         for id in 1..=spec.stores {
@@ -50,6 +60,7 @@ impl TcpCluster {
             client: Client::new(directory.clone(), ClientConfig::default()),
             directory,
             spec,
+            configure_transport,
             dirs: BTreeMap::new(),
         };
         for (id, listener) in listeners {
@@ -70,8 +81,9 @@ impl TcpCluster {
             .filter(|(s, _)| **s != id)
             .map(|(s, a)| (*s, *a))
             .collect();
-        let transport =
-            TcpTransport::bind(TransportConfig::new(id, peers), listener).expect("transport");
+        let mut tcfg = TransportConfig::new(id, peers);
+        (self.configure_transport)(&mut tcfg);
+        let transport = TcpTransport::bind(tcfg, listener).expect("transport");
         let engine = Engine::open(&cfg.data_dir, &cfg.engine).expect("open engine");
         let mut store =
             Store::with_engine(cfg, engine, StoreDeps::new(transport.clone())).expect("open store");

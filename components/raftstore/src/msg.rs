@@ -80,6 +80,13 @@ pub enum PeerMsg {
     Inspect(Callback<RegionStatus>),
     /// The transport cannot reach this store.
     StoreUnreachable(u64),
+    /// What became of a snapshot sent to a peer.
+    SnapshotStatus {
+        /// The peer it was for.
+        to_peer: u64,
+        /// It reached the peer's store.
+        delivered: bool,
+    },
 }
 
 /// One replica's state, as [`PeerMsg::Inspect`] reports it.
@@ -122,6 +129,9 @@ impl fmt::Debug for PeerMsg {
             PeerMsg::Wake => f.write_str("Wake"),
             PeerMsg::Inspect(_) => f.write_str("Inspect"),
             PeerMsg::StoreUnreachable(s) => write!(f, "StoreUnreachable({s})"),
+            PeerMsg::SnapshotStatus { to_peer, delivered } => {
+                write!(f, "SnapshotStatus({to_peer}, {delivered})")
+            }
         }
     }
 }

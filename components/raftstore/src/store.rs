@@ -186,6 +186,12 @@ impl Deliver for StoreRouter {
         self.batch_router()
             .broadcast_normal(|| PeerMsg::StoreUnreachable(store_id));
     }
+
+    fn snapshot_status(&self, region_id: u64, to_peer: u64, delivered: bool) {
+        let _ = self
+            .batch_router()
+            .force_send(region_id, PeerMsg::SnapshotStatus { to_peer, delivered });
+    }
 }
 
 /// One store: its engine, its regions' FSMs on a batch system, and (once

@@ -34,6 +34,41 @@ pub struct FileConfig {
     /// Thread counts and bounds.
     #[serde(default)]
     pub limits: Limits,
+    /// How snapshots travel between stores.
+    #[serde(default)]
+    pub snapshot: Snapshot,
+}
+
+/// Snapshot streaming: chunk size, rate and how many at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Data bytes per chunk frame; at most `limits.frame_bytes_max`.
+    pub chunk_bytes: usize,
+    /// Snapshot bytes sent per second by this store; 0 for no limit.
+    pub bytes_per_sec: u64,
+    /// Snapshots sent at once.
+    pub sends_max: usize,
+    /// Snapshots received at once; more are refused and retried later.
+    pub receives_max: usize,
+    /// The largest snapshot accepted, in bytes.
+    pub bytes_max: u64,
+    /// How long one write, or the wait for the receiver's answer, may take.
+    pub io_timeout_ms: u64,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        let t = TransportConfig::new(0, BTreeMap::new());
+        Snapshot {
+            chunk_bytes: t.snapshot_chunk_bytes,
+            bytes_per_sec: t.snapshot_bytes_per_sec,
+            sends_max: t.snapshot_sends_max,
+            receives_max: t.snapshot_receives_max,
+            bytes_max: t.snapshot_bytes_max,
+            io_timeout_ms: u64::try_from(t.snapshot_io_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// What an empty data directory is bootstrapped with. Every store of a new
@@ -173,9 +208,26 @@ impl FileConfig {
         store.mailbox_capacity = self.limits.mailbox_capacity;
         store.seed = self.store_id;
         store.validate().map_err(anyhow::Error::msg)?;
+        let snap = &self.snapshot;
+        ensure!(
+            snap.chunk_bytes > 0 && snap.chunk_bytes as u64 <= self.limits.frame_bytes_max,
+            "snapshot.chunk_bytes ({}) must be positive and at most limits.frame_bytes_max ({})",
+            snap.chunk_bytes,
+            self.limits.frame_bytes_max
+        );
+        ensure!(
+            snap.sends_max > 0 && snap.receives_max > 0 && snap.io_timeout_ms > 0,
+            "snapshot.sends_max, receives_max and io_timeout_ms must be positive"
+        );
         let mut transport = TransportConfig::new(self.store_id, peers.clone());
         transport.frame_bytes_max = self.limits.frame_bytes_max;
         transport.send_queue_bytes_max = self.limits.send_queue_bytes_max;
+        transport.snapshot_chunk_bytes = snap.chunk_bytes;
+        transport.snapshot_bytes_per_sec = snap.bytes_per_sec;
+        transport.snapshot_sends_max = snap.sends_max;
+        transport.snapshot_receives_max = snap.receives_max;
+        transport.snapshot_bytes_max = snap.bytes_max;
+        transport.snapshot_io_timeout = Duration::from_millis(snap.io_timeout_ms);
         let mut store_ids: Vec<u64> = peers.keys().copied().collect();
         store_ids.push(self.store_id);
         store_ids.sort_unstable();
@@ -220,6 +272,7 @@ mod tests {
         assert_eq!(c.store.tick_interval, Duration::from_millis(50));
         assert_eq!(c.store.lease_duration(), Duration::from_millis(400));
         assert_eq!(c.transport.peers.len(), 2);
+        assert_eq!(c.transport.snapshot_chunk_bytes, 1 << 20, "defaults apply");
     }
 
     #[test]
@@ -239,6 +292,17 @@ mod tests {
                 "unknown field",
             ),
             (GOOD.replace("2 = ", "two = "), "not a store id"),
+            (
+                format!("{GOOD}\n[snapshot]\nchunk_bytes = 0"),
+                "missing field",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[snapshot]\nchunk_bytes = 0\nbytes_per_sec = 0\nsends_max = 1\n\
+                     receives_max = 1\nbytes_max = 1024\nio_timeout_ms = 1000"
+                ),
+                "snapshot.chunk_bytes (0) must be positive",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", check(&text).unwrap_err());

@@ -21,6 +21,23 @@ pub struct TransportConfig {
     pub reconnect_backoff_min: Duration,
     /// The longest pause before reconnecting.
     pub reconnect_backoff_max: Duration,
+    /// Snapshot data per chunk frame.
+    pub snapshot_chunk_bytes: usize,
+    /// Snapshot bytes sent per second, across all of the store's snapshot
+    /// sends; 0 for no limit.
+    pub snapshot_bytes_per_sec: u64,
+    /// Snapshots this store sends at once (each on its own connection);
+    /// more wait in a queue of the same length, beyond which a send fails
+    /// and raft retries later.
+    pub snapshot_sends_max: usize,
+    /// Snapshots this store receives at once; a snapshot connection beyond
+    /// it is refused (its sender retries later).
+    pub snapshot_receives_max: usize,
+    /// The largest snapshot accepted.
+    pub snapshot_bytes_max: u64,
+    /// How long a snapshot send may block on one write, or wait for the
+    /// receiver's answer, before it fails.
+    pub snapshot_io_timeout: Duration,
 }
 
 impl TransportConfig {
@@ -33,6 +50,12 @@ impl TransportConfig {
             send_queue_bytes_max: 64 << 20,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_bytes_per_sec: 100 << 20,
+            snapshot_sends_max: 2,
+            snapshot_receives_max: 2,
+            snapshot_bytes_max: 4 << 30,
+            snapshot_io_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! All integers big-endian. `kind` is [`FrameKind`]; the payload is a prost
-//! message (`serverpb::Hello` or `serverpb::StoreBatch`); the checksum is
+//! message (`serverpb::Hello`, `StoreBatch`, `SnapshotHeader`,
+//! `SnapshotAck`) or, for a snapshot chunk, raw bytes; the checksum is
 //! CRC-32C of the payload. A frame longer than the configured maximum is
 //! refused from its header, before any of it is buffered.
 
@@ -26,6 +27,12 @@ pub enum FrameKind {
     Hello = 1,
     /// `serverpb::StoreBatch`: a round's messages, or coalesced heartbeats.
     Batch = 2,
+    /// `serverpb::SnapshotHeader`: the first frame of a snapshot connection.
+    SnapshotHeader = 3,
+    /// Raw bytes: the next piece of the snapshot's data.
+    SnapshotChunk = 4,
+    /// `serverpb::SnapshotAck`: the receiver's answer to a snapshot.
+    SnapshotAck = 5,
 }
 
 /// Why a byte stream is not a valid sequence of frames.
@@ -117,6 +124,9 @@ impl FrameDecoder {
         let kind = match kind_byte {
             1 => FrameKind::Hello,
             2 => FrameKind::Batch,
+            3 => FrameKind::SnapshotHeader,
+            4 => FrameKind::SnapshotChunk,
+            5 => FrameKind::SnapshotAck,
             _ => {
                 return Err(FrameError::Unsupported {
                     version,

@@ -6,7 +6,9 @@
 //! ([`frame`]) on the one connection to that store; connections introduce
 //! themselves with a `Hello` naming both stores; incoming frames are handed
 //! to the store's regions through its
-//! [`Deliver`](flotilla_raftstore::transport::Deliver) side.
+//! [`Deliver`](flotilla_raftstore::transport::Deliver) side. Snapshots
+//! stream in chunks on connections of their own, rate-limited and capped
+//! in number per store.
 //!
 //! This crate knows the store only through those two traits and must never
 //! depend on the engine or the raft core.
@@ -15,6 +17,7 @@
 
 mod config;
 pub mod frame;
+mod snapshot;
 mod stats;
 mod tcp;
 

@@ -12,6 +12,14 @@ pub struct TransportStats {
     frames_dropped: AtomicU64,
     connects: AtomicU64,
     connections_closed: AtomicU64,
+    snapshots_sent: AtomicU64,
+    snapshots_failed: AtomicU64,
+    snapshot_chunks_sent: AtomicU64,
+    snapshot_sent_bytes: AtomicU64,
+    snapshot_throttled_us: AtomicU64,
+    snapshots_received: AtomicU64,
+    snapshots_refused: AtomicU64,
+    snapshots_receiving: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -30,6 +38,22 @@ pub struct TransportStatsSnapshot {
     pub connects: u64,
     /// Connections closed on error or by the other side.
     pub connections_closed: u64,
+    /// Snapshots streamed whole and acknowledged by the receiver.
+    pub snapshots_sent: u64,
+    /// Snapshot sends that failed (connect, write, timeout, refused or busy).
+    pub snapshots_failed: u64,
+    /// Snapshot chunk frames written.
+    pub snapshot_chunks_sent: u64,
+    /// Snapshot data bytes written.
+    pub snapshot_sent_bytes: u64,
+    /// Microseconds snapshot sends waited for the rate limit.
+    pub snapshot_throttled_us: u64,
+    /// Snapshots received whole and handed to the regions.
+    pub snapshots_received: u64,
+    /// Snapshot connections refused because the store was receiving its maximum.
+    pub snapshots_refused: u64,
+    /// Snapshots being received now.
+    pub snapshots_receiving: u64,
 }
 
 /// Describes the transport's metrics to the installed recorder.
@@ -59,6 +83,39 @@ pub fn describe() {
         "flotilla_transport_connections_closed_total",
         "Connections closed on error or by the other side"
     );
+    describe_counter!(
+        "flotilla_transport_snapshots_sent_total",
+        "Snapshots streamed whole and acknowledged by the receiver"
+    );
+    describe_counter!(
+        "flotilla_transport_snapshots_failed_total",
+        "Snapshot sends that failed (connect, write, timeout, refused or busy)"
+    );
+    describe_counter!(
+        "flotilla_transport_snapshot_chunks_sent_total",
+        "Snapshot chunk frames written"
+    );
+    describe_counter!(
+        "flotilla_transport_snapshot_sent_bytes_total",
+        "Snapshot data bytes written"
+    );
+    metrics::describe_gauge!(
+        "flotilla_transport_snapshots_receiving",
+        "Snapshots being received now"
+    );
+    metrics::describe_histogram!(
+        "flotilla_transport_snapshot_throttle_wait_seconds",
+        metrics::Unit::Seconds,
+        "How long each snapshot chunk waited for the rate limit"
+    );
+    describe_counter!(
+        "flotilla_transport_snapshots_received_total",
+        "Snapshots received whole and handed to the regions"
+    );
+    describe_counter!(
+        "flotilla_transport_snapshots_refused_total",
+        "Snapshot connections refused because the store was receiving its maximum"
+    );
 }
 
 impl TransportStats {
@@ -71,6 +128,14 @@ impl TransportStats {
             frames_dropped: self.frames_dropped.load(Relaxed),
             connects: self.connects.load(Relaxed),
             connections_closed: self.connections_closed.load(Relaxed),
+            snapshots_sent: self.snapshots_sent.load(Relaxed),
+            snapshots_failed: self.snapshots_failed.load(Relaxed),
+            snapshot_chunks_sent: self.snapshot_chunks_sent.load(Relaxed),
+            snapshot_sent_bytes: self.snapshot_sent_bytes.load(Relaxed),
+            snapshot_throttled_us: self.snapshot_throttled_us.load(Relaxed),
+            snapshots_received: self.snapshots_received.load(Relaxed),
+            snapshots_refused: self.snapshots_refused.load(Relaxed),
+            snapshots_receiving: self.snapshots_receiving.load(Relaxed),
         }
     }
 
@@ -102,5 +167,46 @@ impl TransportStats {
     pub(crate) fn closed(&self) {
         self.connections_closed.fetch_add(1, Relaxed);
         metrics::counter!("flotilla_transport_connections_closed_total").increment(1);
+    }
+
+    pub(crate) fn add_snapshots_sent(&self, n: u64) {
+        self.snapshots_sent.fetch_add(n, Relaxed);
+        metrics::counter!("flotilla_transport_snapshots_sent_total").increment(n);
+    }
+
+    pub(crate) fn add_snapshots_failed(&self, n: u64) {
+        self.snapshots_failed.fetch_add(n, Relaxed);
+        metrics::counter!("flotilla_transport_snapshots_failed_total").increment(n);
+    }
+
+    pub(crate) fn add_snapshot_chunks_sent(&self, n: u64) {
+        self.snapshot_chunks_sent.fetch_add(n, Relaxed);
+        metrics::counter!("flotilla_transport_snapshot_chunks_sent_total").increment(n);
+    }
+
+    pub(crate) fn add_snapshot_sent_bytes(&self, n: u64) {
+        self.snapshot_sent_bytes.fetch_add(n, Relaxed);
+        metrics::counter!("flotilla_transport_snapshot_sent_bytes_total").increment(n);
+    }
+
+    pub(crate) fn add_snapshot_throttled_us(&self, n: u64) {
+        self.snapshot_throttled_us.fetch_add(n, Relaxed);
+        metrics::histogram!("flotilla_transport_snapshot_throttle_wait_seconds")
+            .record(n as f64 / 1e6);
+    }
+
+    pub(crate) fn add_snapshots_received(&self, n: u64) {
+        self.snapshots_received.fetch_add(n, Relaxed);
+        metrics::counter!("flotilla_transport_snapshots_received_total").increment(n);
+    }
+
+    pub(crate) fn add_snapshots_refused(&self, n: u64) {
+        self.snapshots_refused.fetch_add(n, Relaxed);
+        metrics::counter!("flotilla_transport_snapshots_refused_total").increment(n);
+    }
+
+    pub(crate) fn set_snapshots_receiving(&self, n: usize) {
+        self.snapshots_receiving.store(n as u64, Relaxed);
+        metrics::gauge!("flotilla_transport_snapshots_receiving").set(n as f64);
     }
 }

@@ -55,7 +55,6 @@ pub(crate) struct RoundCtx {
     pub(crate) heartbeats_out: Vec<(u64, HeartbeatEntry)>,
     /// Readies waiting for the write, with the batch slot of their FSM.
     pub(crate) pending: Vec<(usize, Ready)>,
-    pub(crate) snapshots_sent: Vec<(u64, u64)>,
     pub(crate) apply_wb: WriteBatch,
     pub(crate) applied: Vec<u64>,
     pub(crate) applied_commands: usize,
@@ -77,7 +76,6 @@ impl RoundCtx {
             outbox: Outbox::default(),
             heartbeats_out: Vec::new(),
             pending: Vec::new(),
-            snapshots_sent: Vec::new(),
             applied: Vec::new(),
             applied_commands: 0,
             answers: Vec::new(),
@@ -152,7 +150,6 @@ impl RaftPoller {
         ctx.entries = 0;
         ctx.applied.clear();
         ctx.applied_commands = 0;
-        ctx.snapshots_sent.clear();
     }
 }
 
@@ -197,6 +194,9 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 PeerMsg::Wake => {}
                 PeerMsg::Inspect(cb) => cb(Ok(peer.status())),
                 PeerMsg::StoreUnreachable(store) => peer.on_store_unreachable(store),
+                PeerMsg::SnapshotStatus { to_peer, delivered } => {
+                    peer.on_snapshot_status(to_peer, delivered)
+                }
             }
         }
         peer.collect_ready(&mut self.ctx, self.slot);
@@ -214,11 +214,20 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 fsm.peer.on_persisted(&mut self.ctx, rd);
             }
         }
-        // 3. One frame per destination store.
+        // 3. One frame per destination store; snapshots on their own.
         let shared = Arc::clone(&self.ctx.shared);
-        self.ctx
-            .outbox
-            .flush(shared.transport.as_ref(), &shared.stats);
+        let snapshots = self.ctx.outbox.flush(
+            shared.cfg.store_id,
+            shared.transport.as_ref(),
+            &shared.stats,
+        );
+        for (region_id, to_peer, delivered) in snapshots {
+            // The region hears next round (raft must not be told a
+            // snapshot is sent before the round's own write).
+            let _ = self
+                .router
+                .force_send(region_id, PeerMsg::SnapshotStatus { to_peer, delivered });
+        }
         shared.heartbeats.push_all(&mut self.ctx.heartbeats_out);
         // 4. One apply write, then the answers and the reads it enables.
         self.write_apply_batch();

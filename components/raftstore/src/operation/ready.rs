@@ -169,26 +169,26 @@ impl Peer {
                 ));
                 continue;
             }
-            if t == MessageType::MsgSnapshot {
-                ctx.stats.record_snapshot(true);
-                ctx.snapshots_sent.push((self.region_id, m.to));
-            }
+            let is_snapshot = t == MessageType::MsgSnapshot;
             let from = PeerMeta {
                 id: self.peer_id,
                 store_id: self.store_id,
                 ..Default::default()
             };
-            ctx.outbox.push(
-                self.store_id,
-                to.store_id,
-                RaftMessage {
-                    region_id: self.region_id,
-                    from_peer: Some(from),
-                    to_peer: Some(to),
-                    region_epoch: self.region().region_epoch,
-                    message: Some(m),
-                },
-            );
+            let to_store = to.store_id;
+            let msg = RaftMessage {
+                region_id: self.region_id,
+                from_peer: Some(from),
+                to_peer: Some(to),
+                region_epoch: self.region().region_epoch,
+                message: Some(m),
+            };
+            if is_snapshot {
+                ctx.stats.record_snapshot(true);
+                ctx.outbox.push_snapshot(to_store, msg);
+            } else {
+                ctx.outbox.push(self.store_id, to_store, msg);
+            }
         }
     }
 
@@ -201,16 +201,17 @@ impl Peer {
         self.raft.on_persist_ready(rd.number());
         let committed = std::mem::take(&mut rd.committed_entries);
         self.apply(ctx, committed);
-        let sent: Vec<u64> = ctx
-            .snapshots_sent
-            .iter()
-            .filter(|(r, _)| *r == self.region_id)
-            .map(|(_, to)| *to)
-            .collect();
-        for to in sent {
-            // Handed to the transport; if it is lost, the follower's
-            // rejection of the next probe brings another.
-            self.raft.report_snapshot(to, SnapshotStatus::Finish);
-        }
+    }
+
+    /// The transport's word on a snapshot sent to `to_peer`: delivered
+    /// resumes replication after it; failed makes raft probe and, if the
+    /// log is still compacted, send another.
+    pub(crate) fn on_snapshot_status(&mut self, to_peer: u64, delivered: bool) {
+        let status = if delivered {
+            SnapshotStatus::Finish
+        } else {
+            SnapshotStatus::Failure
+        };
+        self.raft.report_snapshot(to_peer, status);
     }
 }

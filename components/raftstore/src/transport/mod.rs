@@ -37,6 +37,35 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// Sends `batch` to `batch.to_store`. Delivery is best effort: raft
     /// retries what is lost.
     fn send(&self, batch: StoreBatch) -> Result<(), TransportError>;
+
+    /// Sends one region snapshot (`msg` carries a `MsgSnapshot`) from
+    /// `from_store` to `to_store`. The default sends it as a frame of its
+    /// own and reports it [`SnapshotSend::Sent`]; a transport that streams
+    /// snapshots returns [`SnapshotSend::Streaming`] and reports the outcome
+    /// later through [`Deliver::snapshot_status`].
+    fn send_snapshot(
+        &self,
+        from_store: u64,
+        to_store: u64,
+        msg: RaftMessage,
+    ) -> Result<SnapshotSend, TransportError> {
+        self.send(StoreBatch {
+            from_store,
+            to_store,
+            messages: vec![msg],
+            heartbeats: Vec::new(),
+        })?;
+        Ok(SnapshotSend::Sent)
+    }
+}
+
+/// What became of a snapshot handed to [`Transport::send_snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSend {
+    /// It left with the frames; raft may consider it sent.
+    Sent,
+    /// It is being streamed; the transport reports the outcome.
+    Streaming,
 }
 
 /// Where a store receives frames: the receiving side of a [`Transport`].
@@ -49,12 +78,21 @@ pub trait Deliver: Send + Sync + fmt::Debug + 'static {
     fn unreachable(&self, store_id: u64) {
         let _ = store_id;
     }
+
+    /// A streamed snapshot of `region_id` to peer `to_peer` reached the
+    /// other store (`delivered`) or failed; the region's leader learns it,
+    /// so it resumes replication or tries again.
+    fn snapshot_status(&self, region_id: u64, to_peer: u64, delivered: bool) {
+        let _ = (region_id, to_peer, delivered);
+    }
 }
 
-/// The raft messages of one round, grouped by destination store.
+/// The raft messages of one round, grouped by destination store, and its
+/// snapshots, which travel on their own.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     frames: BTreeMap<u64, StoreBatch>,
+    snapshots: Vec<(u64, RaftMessage)>,
 }
 
 impl Outbox {
@@ -70,14 +108,38 @@ impl Outbox {
             .push(msg);
     }
 
-    /// Sends every frame: one flush per destination store.
-    pub(crate) fn flush(&mut self, transport: &dyn Transport, stats: &StoreStats) {
+    pub(crate) fn push_snapshot(&mut self, to_store: u64, msg: RaftMessage) {
+        self.snapshots.push((to_store, msg));
+    }
+
+    /// Sends every frame (one flush per destination store), then hands the
+    /// snapshots to the transport. Returns the snapshots whose outcome is
+    /// already known: `(region, to_peer, sent)`.
+    pub(crate) fn flush(
+        &mut self,
+        from_store: u64,
+        transport: &dyn Transport,
+        stats: &StoreStats,
+    ) -> Vec<(u64, u64, bool)> {
         for (to, frame) in std::mem::take(&mut self.frames) {
             stats.record_flush(frame.messages.len());
             if let Err(e) = transport.send(frame) {
                 tracing::debug!(to_store = to, error = %e, "dropping a frame");
             }
         }
+        let mut known = Vec::new();
+        for (to_store, msg) in std::mem::take(&mut self.snapshots) {
+            let (region_id, to_peer) = (msg.region_id, msg.to_peer.map_or(0, |p| p.id));
+            match transport.send_snapshot(from_store, to_store, msg) {
+                Ok(SnapshotSend::Sent) => known.push((region_id, to_peer, true)),
+                Ok(SnapshotSend::Streaming) => {}
+                Err(e) => {
+                    tracing::info!(region_id, to_store, error = %e, "snapshot not sent");
+                    known.push((region_id, to_peer, false));
+                }
+            }
+        }
+        known
     }
 }
 
