@@ -4,9 +4,14 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use metrics::{Counter, Gauge, Histogram};
+
 /// What a store has done since it opened. Read with [`StoreStats::snapshot`].
+/// Published with the label `store` (its id), so that stores sharing a
+/// process (and its recorder) stay apart.
 #[derive(Debug, Default)]
 pub struct StoreStats {
+    published: Published,
     rounds: AtomicU64,
     round_regions: AtomicU64,
     writes: AtomicU64,
@@ -66,7 +71,88 @@ pub struct StatsSnapshot {
     pub undeliverable: u64,
 }
 
+/// The store's handles into the installed recorder.
+struct Published {
+    rounds: Counter,
+    synced_writes: Counter,
+    apply_writes: Counter,
+    lease_reads: Counter,
+    read_index_reads: Counter,
+    undeliverable: Counter,
+    leaders: Gauge,
+    round_regions: Histogram,
+    round_seconds: Histogram,
+    entries_per_sync: Histogram,
+    messages_per_flush: Histogram,
+    heartbeats_per_frame: Histogram,
+    propose_to_commit: Histogram,
+    propose_to_apply: Histogram,
+}
+
+/// Handles that publish nowhere (stats not tied to a store).
+impl Default for Published {
+    fn default() -> Self {
+        Published {
+            rounds: Counter::noop(),
+            synced_writes: Counter::noop(),
+            apply_writes: Counter::noop(),
+            lease_reads: Counter::noop(),
+            read_index_reads: Counter::noop(),
+            undeliverable: Counter::noop(),
+            leaders: Gauge::noop(),
+            round_regions: Histogram::noop(),
+            round_seconds: Histogram::noop(),
+            entries_per_sync: Histogram::noop(),
+            messages_per_flush: Histogram::noop(),
+            heartbeats_per_frame: Histogram::noop(),
+            propose_to_commit: Histogram::noop(),
+            propose_to_apply: Histogram::noop(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Published")
+    }
+}
+
+impl Published {
+    fn new(store_id: u64) -> Self {
+        let store = store_id.to_string();
+        macro_rules! h {
+            ($kind:ident, $name:literal) => {
+                metrics::$kind!($name, "store" => store.clone())
+            };
+        }
+        Published {
+            rounds: h!(counter, "flotilla_store_rounds_total"),
+            synced_writes: h!(counter, "flotilla_store_synced_writes_total"),
+            apply_writes: h!(counter, "flotilla_store_apply_writes_total"),
+            lease_reads: h!(counter, "flotilla_store_lease_reads_total"),
+            read_index_reads: h!(counter, "flotilla_store_read_index_reads_total"),
+            undeliverable: h!(counter, "flotilla_store_undeliverable_messages_total"),
+            leaders: h!(gauge, "flotilla_store_leaders"),
+            round_regions: h!(histogram, "flotilla_store_round_regions"),
+            round_seconds: h!(histogram, "flotilla_store_round_seconds"),
+            entries_per_sync: h!(histogram, "flotilla_store_entries_per_sync"),
+            messages_per_flush: h!(histogram, "flotilla_store_messages_per_flush"),
+            heartbeats_per_frame: h!(histogram, "flotilla_store_heartbeats_per_frame"),
+            propose_to_commit: h!(histogram, "flotilla_store_propose_to_commit_seconds"),
+            propose_to_apply: h!(histogram, "flotilla_store_propose_to_apply_seconds"),
+        }
+    }
+}
+
 impl StoreStats {
+    /// Counters for store `store_id`, published under its label.
+    pub fn new(store_id: u64) -> Self {
+        StoreStats {
+            published: Published::new(store_id),
+            ..Default::default()
+        }
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -93,9 +179,9 @@ impl StoreStats {
     pub(crate) fn record_round(&self, regions: usize, elapsed: Duration) {
         self.rounds.fetch_add(1, Relaxed);
         self.round_regions.fetch_add(regions as u64, Relaxed);
-        metrics::counter!("flotilla_store_rounds_total").increment(1);
-        metrics::histogram!("flotilla_store_round_regions").record(regions as f64);
-        metrics::histogram!("flotilla_store_round_seconds").record(elapsed.as_secs_f64());
+        self.published.rounds.increment(1);
+        self.published.round_regions.record(regions as f64);
+        self.published.round_seconds.record(elapsed.as_secs_f64());
     }
 
     pub(crate) fn record_write(&self, sync: bool, entries: usize) {
@@ -103,38 +189,52 @@ impl StoreStats {
         if sync {
             self.synced_writes.fetch_add(1, Relaxed);
             self.entries_synced.fetch_add(entries as u64, Relaxed);
-            metrics::counter!("flotilla_store_synced_writes_total").increment(1);
-            metrics::histogram!("flotilla_store_entries_per_sync").record(entries as f64);
+            self.published.synced_writes.increment(1);
+            self.published.entries_per_sync.record(entries as f64);
         }
     }
 
     pub(crate) fn record_apply_write(&self, commands: usize) {
         self.apply_writes.fetch_add(1, Relaxed);
         self.applied_commands.fetch_add(commands as u64, Relaxed);
-        metrics::counter!("flotilla_store_apply_writes_total").increment(1);
+        self.published.apply_writes.increment(1);
     }
 
     pub(crate) fn record_flush(&self, messages: usize) {
         self.flushes.fetch_add(1, Relaxed);
         self.messages_flushed.fetch_add(messages as u64, Relaxed);
-        metrics::histogram!("flotilla_store_messages_per_flush").record(messages as f64);
+        self.published.messages_per_flush.record(messages as f64);
     }
 
     pub(crate) fn record_heartbeat_frame(&self, heartbeats: usize) {
         self.heartbeat_frames.fetch_add(1, Relaxed);
         self.heartbeats_coalesced
             .fetch_add(heartbeats as u64, Relaxed);
-        metrics::histogram!("flotilla_store_heartbeats_per_frame").record(heartbeats as f64);
+        self.published
+            .heartbeats_per_frame
+            .record(heartbeats as f64);
     }
 
     pub(crate) fn record_read(&self, lease: bool) {
         if lease {
             self.lease_reads.fetch_add(1, Relaxed);
-            metrics::counter!("flotilla_store_lease_reads_total").increment(1);
+            self.published.lease_reads.increment(1);
         } else {
             self.read_index_reads.fetch_add(1, Relaxed);
-            metrics::counter!("flotilla_store_read_index_reads_total").increment(1);
+            self.published.read_index_reads.increment(1);
         }
+    }
+
+    pub(crate) fn record_commit_latency(&self, d: Duration) {
+        self.published.propose_to_commit.record(d.as_secs_f64());
+    }
+
+    pub(crate) fn record_apply_latency(&self, d: Duration) {
+        self.published.propose_to_apply.record(d.as_secs_f64());
+    }
+
+    pub(crate) fn leaders_changed(&self, delta: f64) {
+        self.published.leaders.increment(delta);
     }
 
     pub(crate) fn record_proposal(&self) {
@@ -144,7 +244,7 @@ impl StoreStats {
     /// Counts a dropped incoming message; true for the store's first, which
     /// the caller logs (later ones are only counted).
     pub(crate) fn record_undeliverable(&self) -> bool {
-        metrics::counter!("flotilla_store_undeliverable_messages_total").increment(1);
+        self.published.undeliverable.increment(1);
         self.undeliverable.fetch_add(1, Relaxed) == 0
     }
 
@@ -214,9 +314,4 @@ pub fn describe() {
         Unit::Seconds,
         "From a write's proposal to its apply, at the leader"
     );
-}
-
-/// Records a propose-to-commit or propose-to-apply latency.
-pub(crate) fn record_latency(name: &'static str, d: Duration) {
-    metrics::histogram!(name).record(d.as_secs_f64());
 }

@@ -245,7 +245,7 @@ impl Store {
             sink,
             transport: deps.transport,
             clock: deps.clock,
-            stats: Arc::new(StoreStats::default()),
+            stats: Arc::new(StoreStats::new(cfg.store_id)),
             heartbeats: HeartbeatCoalescer::default(),
             regions: RwLock::new(regions),
         });

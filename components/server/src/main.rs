@@ -161,7 +161,7 @@ fn start(path: &Path) -> anyhow::Result<()> {
         TcpListener::bind(c.listen).with_context(|| format!("listening on {}", c.listen))?;
     let store_id = c.store.store_id;
     let mut running = run_store(c.store, c.transport, listener, engine)?;
-    let status = StatusServer::start(c.status, metrics)?;
+    let status = StatusServer::start(c.status, metrics, None)?;
     println!(
         "store {store_id}: raft on {}, status on http://{}/metrics",
         c.listen,
@@ -196,7 +196,6 @@ fn local(stores: u64, regions: u64, data_dir: Option<PathBuf>, load: Load) -> an
         (None, None) => unreachable!("a temporary directory was made"),
     };
     let metrics = status::recorder()?;
-    let status = StatusServer::start("127.0.0.1:0".parse()?, metrics)?;
     let ids: Vec<u64> = (1..=stores).collect();
     let mut listeners = BTreeMap::new();
     for &id in &ids {
@@ -219,13 +218,14 @@ fn local(stores: u64, regions: u64, data_dir: Option<PathBuf>, load: Load) -> an
         let engine = open_engine(&cfg, &ids, regions, 3)?;
         let r = run_store(cfg, TransportConfig::new(id, peers), listener, engine)?;
         directory.insert(r.store.router());
+        let status = StatusServer::start("127.0.0.1:0".parse()?, metrics.clone(), Some(id))?;
         println!(
-            "store {id}: raft on {}, status on http://{}/metrics (shared by the stores of this process), data in {}",
+            "store {id}: raft on {}, status on http://{}/metrics, data in {}",
             addrs[&id],
             status.addr(),
             data_dir.join(format!("store-{id}")).display()
         );
-        running.push((id, r));
+        running.push((id, r, status));
     }
     let client = Arc::new(Client::new(directory, ClientConfig::default()));
     for i in 0..regions {
@@ -237,16 +237,16 @@ fn local(stores: u64, regions: u64, data_dir: Option<PathBuf>, load: Load) -> an
     );
     let before: Vec<_> = running
         .iter()
-        .map(|(id, r)| (*id, r.store.stats()))
+        .map(|(id, r, _)| (*id, r.store.stats()))
         .collect();
     let out = workload::run(&client, load)?;
     let rows: Vec<_> = before
         .into_iter()
         .zip(&running)
-        .map(|((id, b), (_, r))| (id, b, r.store.stats()))
+        .map(|((id, b), (_, r, _))| (id, b, r.store.stats()))
         .collect();
     print!("{}", workload::report(&load, &out, &rows));
-    for (_, mut r) in running {
+    for (_, mut r, _status) in running {
         r.store.shutdown();
         r.transport.shutdown();
     }

@@ -65,7 +65,12 @@ fn a_local_cluster_runs_a_workload_and_reports() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("errors: 0"), "{stdout}");
-    assert!(stdout.contains("status on http://127.0.0.1:"), "{stdout}");
+    let status_addrs: std::collections::BTreeSet<&str> = stdout
+        .split("status on http://")
+        .skip(1)
+        .filter_map(|rest| rest.split('/').next())
+        .collect();
+    assert_eq!(status_addrs.len(), 3, "a status server per store: {stdout}");
     let rows = stdout
         .lines()
         .filter(|l| {
@@ -177,8 +182,8 @@ fn store_processes_serve_health_and_metrics_and_a_killed_one_comes_back() {
     // Elections and heartbeats run: the stores' rounds and frames show up.
     wait_for("store metrics", || {
         http_get(status[0], "/metrics").is_some_and(|m| {
-            m.contains("flotilla_store_rounds_total")
-                && m.contains("flotilla_transport_frames_received_total")
+            m.contains("flotilla_store_rounds_total{store=\"1\"}")
+                && m.contains("flotilla_transport_frames_received_total{store=\"1\"}")
         })
     });
     let metrics = http_get(status[0], "/metrics").unwrap();

@@ -3,9 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// What a transport has done since it started.
+/// What a transport has done since it started. Published with the label
+/// `store` (its store's id).
 #[derive(Debug, Default)]
 pub struct TransportStats {
+    published: Published,
     frames_sent: AtomicU64,
     frames_received: AtomicU64,
     frames_rejected: AtomicU64,
@@ -118,7 +120,82 @@ pub fn describe() {
     );
 }
 
+/// The transport's handles into the installed recorder.
+struct Published {
+    frames_sent_total: metrics::Counter,
+    frames_received_total: metrics::Counter,
+    frames_rejected_total: metrics::Counter,
+    frames_dropped_total: metrics::Counter,
+    connects_total: metrics::Counter,
+    connections_closed_total: metrics::Counter,
+    snapshots_sent_total: metrics::Counter,
+    snapshots_failed_total: metrics::Counter,
+    snapshot_chunks_sent_total: metrics::Counter,
+    snapshot_sent_bytes_total: metrics::Counter,
+    snapshot_throttle_wait_seconds: metrics::Histogram,
+    snapshots_received_total: metrics::Counter,
+    snapshots_refused_total: metrics::Counter,
+    snapshots_receiving: metrics::Gauge,
+}
+
+/// Handles that publish nowhere (stats not tied to a store).
+impl Default for Published {
+    fn default() -> Self {
+        Published {
+            frames_sent_total: metrics::Counter::noop(),
+            frames_received_total: metrics::Counter::noop(),
+            frames_rejected_total: metrics::Counter::noop(),
+            frames_dropped_total: metrics::Counter::noop(),
+            connects_total: metrics::Counter::noop(),
+            connections_closed_total: metrics::Counter::noop(),
+            snapshots_sent_total: metrics::Counter::noop(),
+            snapshots_failed_total: metrics::Counter::noop(),
+            snapshot_chunks_sent_total: metrics::Counter::noop(),
+            snapshot_sent_bytes_total: metrics::Counter::noop(),
+            snapshot_throttle_wait_seconds: metrics::Histogram::noop(),
+            snapshots_received_total: metrics::Counter::noop(),
+            snapshots_refused_total: metrics::Counter::noop(),
+            snapshots_receiving: metrics::Gauge::noop(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Published")
+    }
+}
+
+impl Published {
+    fn new(store_id: u64) -> Self {
+        let store = store_id.to_string();
+        Published {
+            frames_sent_total: metrics::counter!("flotilla_transport_frames_sent_total", "store" => store.clone()),
+            frames_received_total: metrics::counter!("flotilla_transport_frames_received_total", "store" => store.clone()),
+            frames_rejected_total: metrics::counter!("flotilla_transport_frames_rejected_total", "store" => store.clone()),
+            frames_dropped_total: metrics::counter!("flotilla_transport_frames_dropped_total", "store" => store.clone()),
+            connects_total: metrics::counter!("flotilla_transport_connects_total", "store" => store.clone()),
+            connections_closed_total: metrics::counter!("flotilla_transport_connections_closed_total", "store" => store.clone()),
+            snapshots_sent_total: metrics::counter!("flotilla_transport_snapshots_sent_total", "store" => store.clone()),
+            snapshots_failed_total: metrics::counter!("flotilla_transport_snapshots_failed_total", "store" => store.clone()),
+            snapshot_chunks_sent_total: metrics::counter!("flotilla_transport_snapshot_chunks_sent_total", "store" => store.clone()),
+            snapshot_sent_bytes_total: metrics::counter!("flotilla_transport_snapshot_sent_bytes_total", "store" => store.clone()),
+            snapshot_throttle_wait_seconds: metrics::histogram!("flotilla_transport_snapshot_throttle_wait_seconds", "store" => store.clone()),
+            snapshots_received_total: metrics::counter!("flotilla_transport_snapshots_received_total", "store" => store.clone()),
+            snapshots_refused_total: metrics::counter!("flotilla_transport_snapshots_refused_total", "store" => store.clone()),
+            snapshots_receiving: metrics::gauge!("flotilla_transport_snapshots_receiving", "store" => store.clone()),
+        }
+    }
+}
+
 impl TransportStats {
+    /// Counters for store `store_id`'s transport, published under its label.
+    pub fn new(store_id: u64) -> Self {
+        TransportStats {
+            published: Published::new(store_id),
+            ..Default::default()
+        }
+    }
     /// The counters now.
     pub fn snapshot(&self) -> TransportStatsSnapshot {
         TransportStatsSnapshot {
@@ -141,72 +218,73 @@ impl TransportStats {
 
     pub(crate) fn sent(&self, frames: u64) {
         self.frames_sent.fetch_add(frames, Relaxed);
-        metrics::counter!("flotilla_transport_frames_sent_total").increment(frames);
+        self.published.frames_sent_total.increment(frames);
     }
 
     pub(crate) fn received(&self) {
         self.frames_received.fetch_add(1, Relaxed);
-        metrics::counter!("flotilla_transport_frames_received_total").increment(1);
+        self.published.frames_received_total.increment(1);
     }
 
     pub(crate) fn rejected(&self) {
         self.frames_rejected.fetch_add(1, Relaxed);
-        metrics::counter!("flotilla_transport_frames_rejected_total").increment(1);
+        self.published.frames_rejected_total.increment(1);
     }
 
     pub(crate) fn dropped(&self) {
         self.frames_dropped.fetch_add(1, Relaxed);
-        metrics::counter!("flotilla_transport_frames_dropped_total").increment(1);
+        self.published.frames_dropped_total.increment(1);
     }
 
     pub(crate) fn connected(&self) {
         self.connects.fetch_add(1, Relaxed);
-        metrics::counter!("flotilla_transport_connects_total").increment(1);
+        self.published.connects_total.increment(1);
     }
 
     pub(crate) fn closed(&self) {
         self.connections_closed.fetch_add(1, Relaxed);
-        metrics::counter!("flotilla_transport_connections_closed_total").increment(1);
+        self.published.connections_closed_total.increment(1);
     }
 
     pub(crate) fn add_snapshots_sent(&self, n: u64) {
         self.snapshots_sent.fetch_add(n, Relaxed);
-        metrics::counter!("flotilla_transport_snapshots_sent_total").increment(n);
+        self.published.snapshots_sent_total.increment(n);
     }
 
     pub(crate) fn add_snapshots_failed(&self, n: u64) {
         self.snapshots_failed.fetch_add(n, Relaxed);
-        metrics::counter!("flotilla_transport_snapshots_failed_total").increment(n);
+        self.published.snapshots_failed_total.increment(n);
     }
 
     pub(crate) fn add_snapshot_chunks_sent(&self, n: u64) {
         self.snapshot_chunks_sent.fetch_add(n, Relaxed);
-        metrics::counter!("flotilla_transport_snapshot_chunks_sent_total").increment(n);
+        self.published.snapshot_chunks_sent_total.increment(n);
     }
 
     pub(crate) fn add_snapshot_sent_bytes(&self, n: u64) {
         self.snapshot_sent_bytes.fetch_add(n, Relaxed);
-        metrics::counter!("flotilla_transport_snapshot_sent_bytes_total").increment(n);
+        self.published.snapshot_sent_bytes_total.increment(n);
     }
 
     pub(crate) fn add_snapshot_throttled_us(&self, n: u64) {
         self.snapshot_throttled_us.fetch_add(n, Relaxed);
-        metrics::histogram!("flotilla_transport_snapshot_throttle_wait_seconds")
+        self.published
+            .snapshot_throttle_wait_seconds
             .record(n as f64 / 1e6);
     }
 
     pub(crate) fn add_snapshots_received(&self, n: u64) {
         self.snapshots_received.fetch_add(n, Relaxed);
-        metrics::counter!("flotilla_transport_snapshots_received_total").increment(n);
+        self.published.snapshots_received_total.increment(n);
     }
 
     pub(crate) fn add_snapshots_refused(&self, n: u64) {
         self.snapshots_refused.fetch_add(n, Relaxed);
-        metrics::counter!("flotilla_transport_snapshots_refused_total").increment(n);
+        self.published.snapshots_refused_total.increment(n);
     }
 
     pub(crate) fn set_snapshots_receiving(&self, n: usize) {
         self.snapshots_receiving.store(n as u64, Relaxed);
-        metrics::gauge!("flotilla_transport_snapshots_receiving").set(n as f64);
+        self.published.snapshots_receiving.set(n as f64);
     }
 }

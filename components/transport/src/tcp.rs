@@ -83,11 +83,11 @@ impl TcpTransport {
         Ok(Arc::new(TcpTransport {
             shared: Arc::new(Shared {
                 pacer: Pacer::new(cfg.snapshot_bytes_per_sec),
+                stats: TransportStats::new(cfg.store_id),
                 cfg,
                 queues: Mutex::new(BTreeMap::new()),
                 waker,
                 stop: AtomicBool::new(false),
-                stats: TransportStats::default(),
             }),
             local_addr,
             pending: Mutex::new(Some((poll, listener))),

@@ -9,7 +9,6 @@ use prost::Message as _;
 use crate::errors::{Error, Result};
 use crate::fsm::RoundCtx;
 use crate::raft::Peer;
-use crate::stats::record_latency;
 
 impl Peer {
     /// Applies `entries` (committed, in order) into the round's apply batch
@@ -87,10 +86,8 @@ impl Peer {
         while self.proposals.front().is_some_and(|p| p.index <= index) {
             let p = self.proposals.pop_front().expect("checked non-empty");
             if p.index == index && p.term == term {
-                record_latency(
-                    "flotilla_store_propose_to_apply_seconds",
-                    now.saturating_sub(p.proposed_at),
-                );
+                ctx.stats
+                    .record_apply_latency(now.saturating_sub(p.proposed_at));
                 if term == self.raft.raft.term && self.is_leader() {
                     self.lease.renew(term, p.proposed_at, self.lease_length);
                 }

@@ -9,7 +9,7 @@ use flotilla_raft::{Ready, SnapshotStatus, StateRole};
 
 use crate::fsm::RoundCtx;
 use crate::raft::Peer;
-use crate::stats::record_latency;
+use crate::stats::StoreStats;
 
 impl Peer {
     /// Steps a raft message from another store.
@@ -74,7 +74,7 @@ impl Peer {
         }
         let mut rd = self.raft.ready();
         if let Some(ss) = rd.soft_state {
-            self.on_role_change(ss.raft_state);
+            self.on_role_change(ss.raft_state, &ctx.stats);
         }
         if !rd.read_states.is_empty() {
             self.on_read_states(std::mem::take(&mut rd.read_states));
@@ -88,10 +88,8 @@ impl Peer {
             {
                 if !p.committed {
                     p.committed = true;
-                    record_latency(
-                        "flotilla_store_propose_to_commit_seconds",
-                        now.saturating_sub(p.proposed_at),
-                    );
+                    ctx.stats
+                        .record_commit_latency(now.saturating_sub(p.proposed_at));
                 }
             }
         }
@@ -123,17 +121,17 @@ impl Peer {
         ctx.pending.push((slot, rd));
     }
 
-    fn on_role_change(&mut self, role: StateRole) {
+    fn on_role_change(&mut self, role: StateRole, stats: &StoreStats) {
         let leading = role == StateRole::Leader;
         if leading && !self.leading {
-            metrics::gauge!("flotilla_store_leaders").increment(1.0);
+            stats.leaders_changed(1.0);
             tracing::debug!(
                 region_id = self.region_id,
                 term = self.raft.raft.term,
                 "became leader"
             );
         } else if !leading && self.leading {
-            metrics::gauge!("flotilla_store_leaders").decrement(1.0);
+            stats.leaders_changed(-1.0);
         }
         self.leading = leading;
         if !leading {
