@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "protos/storagepb.proto",
         "protos/serverpb.proto",
         "protos/cmdpb.proto",
+        "protos/clientpb.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -36,6 +36,12 @@ pub mod cmdpb {
     include!(concat!(env!("OUT_DIR"), "/cmdpb.rs"));
 }
 
+/// Requests and responses between a client and a store over the network.
+pub mod clientpb {
+    #![allow(clippy::all, unused_qualifications, rust_2018_idioms)]
+    include!(concat!(env!("OUT_DIR"), "/clientpb.rs"));
+}
+
 pub use prost::Message as ProstMessage;
 
 impl raftpb::MessageType {

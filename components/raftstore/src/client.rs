@@ -14,18 +14,60 @@ use crossbeam_channel::{RecvTimeoutError, bounded};
 use flotilla_proto::cmdpb::{
     CommandHeader, DeleteRequest, PutRequest, WriteCommand, WriteRequest, write_request::Cmd,
 };
-use flotilla_proto::metapb::Region;
+use flotilla_proto::metapb::{Region, RegionEpoch};
 use parking_lot::RwLock;
 
 use crate::errors::{Error, Result};
 use crate::msg::{Callback, ReadRequest, ReadResponse};
 use crate::store::StoreRouter;
 
+/// One store as the client sees it: where it sends a region's writes and
+/// reads, and whom it asks for the regions it hosts. A [`StoreRouter`] in
+/// the same process; a connection over the network otherwise.
+pub trait StoreHandle: Send + Sync + fmt::Debug {
+    /// The store's id.
+    fn store_id(&self) -> u64;
+    /// Proposes `cmd` to the region in its header; `cb` gets the outcome
+    /// once it is applied at the leader.
+    fn write(&self, cmd: WriteCommand, cb: Callback<()>);
+    /// Reads from a region, linearizably, at its leader.
+    fn read(
+        &self,
+        region_id: u64,
+        epoch: RegionEpoch,
+        req: ReadRequest,
+        cb: Callback<ReadResponse>,
+    );
+    /// The regions the store hosts (empty if it cannot be asked).
+    fn regions(&self) -> Vec<Region>;
+}
+
+impl StoreHandle for StoreRouter {
+    fn store_id(&self) -> u64 {
+        StoreRouter::store_id(self)
+    }
+    fn write(&self, cmd: WriteCommand, cb: Callback<()>) {
+        StoreRouter::write(self, cmd, cb);
+    }
+    fn read(
+        &self,
+        region_id: u64,
+        epoch: RegionEpoch,
+        req: ReadRequest,
+        cb: Callback<ReadResponse>,
+    ) {
+        StoreRouter::read(self, region_id, epoch, req, cb);
+    }
+    fn regions(&self) -> Vec<Region> {
+        StoreRouter::regions(self)
+    }
+}
+
 /// Where the client finds stores. In one process, [`LocalStores`]; over
 /// the network, the transport's client implements the same trait.
 pub trait StoreDirectory: Send + Sync + fmt::Debug {
     /// The store with this id, if reachable.
-    fn store(&self, store_id: u64) -> Option<StoreRouter>;
+    fn store(&self, store_id: u64) -> Option<Arc<dyn StoreHandle>>;
     /// Every store the directory knows.
     fn store_ids(&self) -> Vec<u64>;
 }
@@ -49,8 +91,9 @@ impl LocalStores {
 }
 
 impl StoreDirectory for LocalStores {
-    fn store(&self, store_id: u64) -> Option<StoreRouter> {
-        self.stores.read().get(&store_id).cloned()
+    fn store(&self, store_id: u64) -> Option<Arc<dyn StoreHandle>> {
+        let router = self.stores.read().get(&store_id).cloned()?;
+        Some(Arc::new(router))
     }
 
     fn store_ids(&self) -> Vec<u64> {
@@ -300,7 +343,7 @@ impl Client {
     fn with_region<T: Send + 'static>(
         &self,
         key: &[u8],
-        op: impl Fn(&StoreRouter, &Region, Callback<T>),
+        op: impl Fn(&dyn StoreHandle, &Region, Callback<T>),
     ) -> Result<T> {
         let deadline = Instant::now() + self.cfg.deadline;
         let mut tried: HashSet<u64> = HashSet::new();
@@ -323,7 +366,7 @@ impl Client {
             };
             let (tx, rx) = bounded(1);
             op(
-                &router,
+                router.as_ref(),
                 &region,
                 Box::new(move |r| {
                     let _ = tx.send(r);
@@ -377,7 +420,11 @@ impl Client {
     }
 
     /// The leader hint if not tried yet, else the first untried replica.
-    fn pick_store(&self, region: &Region, tried: &HashSet<u64>) -> Option<(u64, StoreRouter)> {
+    fn pick_store(
+        &self,
+        region: &Region,
+        tried: &HashSet<u64>,
+    ) -> Option<(u64, Arc<dyn StoreHandle>)> {
         let hint = self.routes.read().leaders.get(&region.id).copied();
         let candidates = hint
             .into_iter()

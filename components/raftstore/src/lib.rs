@@ -35,7 +35,7 @@ mod stats;
 mod store;
 pub mod transport;
 
-pub use client::{Client, ClientConfig, LocalStores, Mutation, StoreDirectory};
+pub use client::{Client, ClientConfig, LocalStores, Mutation, StoreDirectory, StoreHandle};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::StoreConfig;
 pub use errors::{Error, Result};

@@ -22,6 +22,10 @@ pub struct FileConfig {
     pub listen: SocketAddr,
     /// The status server's address (`/metrics`, `/health`).
     pub status: SocketAddr,
+    /// Where clients reach the store over the network (none: embedded
+    /// use only).
+    #[serde(default)]
+    pub client: Option<SocketAddr>,
     /// Every other store's raft address, by store id.
     #[serde(default)]
     pub peers: BTreeMap<String, SocketAddr>,
@@ -153,6 +157,7 @@ pub struct Checked {
     pub transport: TransportConfig,
     pub listen: SocketAddr,
     pub status: SocketAddr,
+    pub client: Option<SocketAddr>,
     pub bootstrap: Bootstrap,
     /// Every store of the cluster, this one included.
     pub store_ids: Vec<u64>,
@@ -236,6 +241,7 @@ impl FileConfig {
             transport,
             listen: self.listen,
             status: self.status,
+            client: self.client,
             bootstrap: self.bootstrap,
             store_ids,
         })

@@ -17,7 +17,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use flotilla_engine::Engine;
 use flotilla_raftstore::bootstrap::{CounterIds, bootstrap_store, even_split_keys, plan_regions};
-use flotilla_raftstore::{Client, ClientConfig, LocalStores, Store, StoreConfig, StoreDeps};
+use flotilla_raftstore::{
+    Client, ClientConfig, LocalStores, Store, StoreConfig, StoreDeps, StoreDirectory,
+};
+use flotilla_transport::client::{ClientService, ClientServiceConfig, RemoteConfig, RemoteStores};
 use flotilla_transport::{TcpTransport, TransportConfig};
 
 use crate::config::FileConfig;
@@ -70,6 +73,10 @@ enum Command {
         /// Share of reads, in percent.
         #[arg(long, default_value_t = 0)]
         reads_percent: u64,
+        /// Drive the workload through each store's client service over
+        /// TCP instead of the embedded API.
+        #[arg(long)]
+        network_client: bool,
     },
 }
 
@@ -90,10 +97,12 @@ fn main() {
             clients,
             value_bytes,
             reads_percent,
+            network_client,
         } => local(
             stores,
             regions,
             data_dir,
+            network_client,
             Load {
                 clients,
                 duration: Duration::from_secs(seconds),
@@ -129,23 +138,52 @@ fn open_engine(
     Ok(engine)
 }
 
-/// One running store: the store and its transport.
+/// One running store: the store, its transport and its client service.
 struct Running {
     store: Store,
     transport: Arc<TcpTransport>,
+    clients: Option<ClientService>,
+}
+
+impl Running {
+    /// Stops taking requests, then the store, then its transport.
+    fn shutdown(&mut self) {
+        if let Some(c) = &self.clients {
+            c.shutdown();
+        }
+        self.store.shutdown();
+        self.transport.shutdown();
+    }
 }
 
 fn run_store(
     cfg: StoreConfig,
     tcfg: TransportConfig,
     listener: TcpListener,
+    client_listener: Option<TcpListener>,
     engine: Engine,
 ) -> anyhow::Result<Running> {
+    let frame_bytes_max = tcfg.frame_bytes_max;
     let transport = TcpTransport::bind(tcfg, listener)?;
     let mut store = Store::with_engine(cfg, engine, StoreDeps::new(transport.clone()))?;
     transport.serve(Arc::new(store.router()))?;
     store.start()?;
-    Ok(Running { store, transport })
+    let clients = match client_listener {
+        Some(l) => Some(ClientService::start(
+            l,
+            Arc::new(store.router()),
+            ClientServiceConfig {
+                frame_bytes_max,
+                ..Default::default()
+            },
+        )?),
+        None => None,
+    };
+    Ok(Running {
+        store,
+        transport,
+        clients,
+    })
 }
 
 fn start(path: &Path) -> anyhow::Result<()> {
@@ -159,11 +197,19 @@ fn start(path: &Path) -> anyhow::Result<()> {
     )?;
     let listener =
         TcpListener::bind(c.listen).with_context(|| format!("listening on {}", c.listen))?;
+    let client_listener = match c.client {
+        Some(a) => Some(TcpListener::bind(a).with_context(|| format!("listening on {a}"))?),
+        None => None,
+    };
     let store_id = c.store.store_id;
-    let mut running = run_store(c.store, c.transport, listener, engine)?;
+    let mut running = run_store(c.store, c.transport, listener, client_listener, engine)?;
     let status = StatusServer::start(c.status, metrics, None)?;
+    let clients = running
+        .clients
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |c| c.local_addr().to_string());
     println!(
-        "store {store_id}: raft on {}, status on http://{}/metrics",
+        "store {store_id}: raft on {}, clients on {clients}, status on http://{}/metrics",
         c.listen,
         status.addr()
     );
@@ -176,12 +222,17 @@ fn start(path: &Path) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("store {store_id}: shutting down");
-    running.store.shutdown();
-    running.transport.shutdown();
+    running.shutdown();
     Ok(())
 }
 
-fn local(stores: u64, regions: u64, data_dir: Option<PathBuf>, load: Load) -> anyhow::Result<()> {
+fn local(
+    stores: u64,
+    regions: u64,
+    data_dir: Option<PathBuf>,
+    network_client: bool,
+    load: Load,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         stores > 0 && regions > 0,
         "--stores and --regions must be positive"
@@ -206,6 +257,7 @@ fn local(stores: u64, regions: u64, data_dir: Option<PathBuf>, load: Load) -> an
         .map(|(id, l)| Ok((*id, l.local_addr()?)))
         .collect::<std::io::Result<_>>()?;
     let directory = Arc::new(LocalStores::default());
+    let mut client_addrs = Vec::new();
     let mut running = Vec::new();
     let started = Instant::now();
     for (id, listener) in listeners {
@@ -216,18 +268,38 @@ fn local(stores: u64, regions: u64, data_dir: Option<PathBuf>, load: Load) -> an
             .map(|(s, a)| (*s, *a))
             .collect();
         let engine = open_engine(&cfg, &ids, regions, 3)?;
-        let r = run_store(cfg, TransportConfig::new(id, peers), listener, engine)?;
+        let client_listener = TcpListener::bind("127.0.0.1:0")?;
+        let r = run_store(
+            cfg,
+            TransportConfig::new(id, peers),
+            listener,
+            Some(client_listener),
+            engine,
+        )?;
         directory.insert(r.store.router());
         let status = StatusServer::start("127.0.0.1:0".parse()?, metrics.clone(), Some(id))?;
+        let client_addr = r.clients.as_ref().map(ClientService::local_addr);
+        if let Some(a) = client_addr {
+            client_addrs.push(a);
+        }
         println!(
-            "store {id}: raft on {}, status on http://{}/metrics, data in {}",
+            "store {id}: raft on {}, clients on {}, status on http://{}/metrics, data in {}",
             addrs[&id],
+            client_addr.map_or_else(|| "none".into(), |a| a.to_string()),
             status.addr(),
             data_dir.join(format!("store-{id}")).display()
         );
         running.push((id, r, status));
     }
-    let client = Arc::new(Client::new(directory, ClientConfig::default()));
+    let stores_dir: Arc<dyn StoreDirectory> = if network_client {
+        Arc::new(RemoteStores::connect(
+            &client_addrs,
+            &RemoteConfig::default(),
+        )?)
+    } else {
+        directory
+    };
+    let client = Arc::new(Client::new(stores_dir, ClientConfig::default()));
     for i in 0..regions {
         client.put(workload::key(i * (KEYS / regions)), "warm-up")?;
     }
@@ -247,8 +319,7 @@ fn local(stores: u64, regions: u64, data_dir: Option<PathBuf>, load: Load) -> an
         .collect();
     print!("{}", workload::report(&load, &out, &rows));
     for (_, mut r, _status) in running {
-        r.store.shutdown();
-        r.transport.shutdown();
+        r.shutdown();
     }
     Ok(())
 }

@@ -1,15 +1,21 @@
 //! The `flotilla` binary from the outside: a local cluster's report,
-//! configuration errors, and store processes with status servers that
-//! survive a `kill -9` and a restart.
+//! configuration errors, and store processes that serve clients over the
+//! network and keep every acknowledged write through `kill -9` and
+//! restarts.
 
 // A test that skips a check says why on stdout.
 #![allow(clippy::print_stdout)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_raftstore::{Client, ClientConfig};
+use flotilla_transport::client::{RemoteConfig, RemoteStores};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 
@@ -157,19 +163,35 @@ fn spawn(path: &Path) -> Proc {
     )
 }
 
+fn key(i: u64) -> Bytes {
+    Bytes::from(format!("k{i:07}"))
+}
+
+/// Kills a store process the hard way: no shutdown, no flush.
+fn kill_9(p: Proc) {
+    let mut p = std::mem::ManuallyDrop::new(p);
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+}
+
 #[test]
-fn store_processes_serve_health_and_metrics_and_a_killed_one_comes_back() {
+fn store_processes_serve_clients_and_keep_every_acknowledged_write_through_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let raft = [free_port(), free_port(), free_port()];
     let status = [free_port(), free_port(), free_port()];
+    let client_ports = [free_port(), free_port(), free_port()];
     let paths: Vec<_> = (1..=3)
         .map(|id| {
+            let i = id as usize - 1;
             config(
                 dir.path(),
                 id,
                 &raft,
-                status[id as usize - 1],
-                "[bootstrap]\nregions = 4\nreplicas = 3",
+                status[i],
+                &format!(
+                    "client = \"127.0.0.1:{}\"\n[bootstrap]\nregions = 4\nreplicas = 3",
+                    client_ports[i]
+                ),
             )
         })
         .collect();
@@ -189,11 +211,23 @@ fn store_processes_serve_health_and_metrics_and_a_killed_one_comes_back() {
     let metrics = http_get(status[0], "/metrics").unwrap();
     check_with_promtool(&metrics);
 
-    // kill -9 store 3, then start it again from its data directory.
-    let mut killed = procs.pop().unwrap();
-    killed.0.kill().unwrap();
-    killed.0.wait().unwrap();
-    std::mem::forget(killed);
+    // A client over the network, writing through every store.
+    let addrs: Vec<SocketAddr> = client_ports
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let stores = RemoteStores::connect(&addrs, &RemoteConfig::default()).expect("connect");
+    let kv = Client::new(Arc::new(stores), ClientConfig::default());
+    for i in 0..100 {
+        kv.put(key(i), "before").expect("acknowledged");
+    }
+
+    // kill -9 store 3; writes go on; it restarts from its data directory.
+    kill_9(procs.pop().unwrap());
+    for i in 100..200 {
+        kv.put(key(i), "while-3-was-down")
+            .expect("acknowledged with a store down");
+    }
     procs.push(spawn(&paths[2]));
     wait_for("the restarted store's health", || {
         http_get(status[2], "/health").is_some_and(|r| r.ends_with("ok\n"))
@@ -202,6 +236,30 @@ fn store_processes_serve_health_and_metrics_and_a_killed_one_comes_back() {
         http_get(status[2], "/metrics")
             .is_some_and(|m| m.contains("flotilla_transport_frames_received_total"))
     });
+
+    // kill -9 store 1 as well: stores 2 and 3 (one of them restarted) must
+    // now hold every acknowledged write between them.
+    kill_9(procs.remove(0));
+    for i in 0..200 {
+        let want: &[u8] = if i < 100 {
+            b"before"
+        } else {
+            b"while-3-was-down"
+        };
+        assert_eq!(
+            kv.get(key(i)).expect("read with store 1 gone").as_deref(),
+            Some(want),
+            "key {i}"
+        );
+    }
+    let scanned = kv.scan("k", "", 1000).expect("scan across regions");
+    assert_eq!(scanned.len(), 200, "nothing more, nothing less");
+    procs.insert(0, spawn(&paths[0]));
+    wait_for("store 1 back", || {
+        http_get(status[0], "/health").is_some_and(|r| r.ends_with("ok\n"))
+    });
+    kv.put(key(200), "after")
+        .expect("a write with every store back");
 }
 
 /// Runs `promtool check metrics` on the exposition when promtool is

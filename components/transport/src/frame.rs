@@ -33,6 +33,10 @@ pub enum FrameKind {
     SnapshotChunk = 4,
     /// `serverpb::SnapshotAck`: the receiver's answer to a snapshot.
     SnapshotAck = 5,
+    /// `clientpb::Request`: a client's request to a store.
+    ClientRequest = 6,
+    /// `clientpb::Response`: a store's answer to a client.
+    ClientResponse = 7,
 }
 
 /// Why a byte stream is not a valid sequence of frames.
@@ -127,6 +131,8 @@ impl FrameDecoder {
             3 => FrameKind::SnapshotHeader,
             4 => FrameKind::SnapshotChunk,
             5 => FrameKind::SnapshotAck,
+            6 => FrameKind::ClientRequest,
+            7 => FrameKind::ClientResponse,
             _ => {
                 return Err(FrameError::Unsupported {
                     version,

@@ -8,13 +8,15 @@
 //! to the store's regions through its
 //! [`Deliver`](flotilla_raftstore::transport::Deliver) side. Snapshots
 //! stream in chunks on connections of their own, rate-limited and capped
-//! in number per store.
+//! in number per store. Clients reach a store's regions over the network
+//! through [`client`].
 //!
 //! This crate knows the store only through those two traits and must never
 //! depend on the engine or the raft core.
 
 #![deny(missing_docs)]
 
+pub mod client;
 mod config;
 pub mod frame;
 mod snapshot;
