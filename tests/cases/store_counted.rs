@@ -10,6 +10,7 @@ use flotilla_proto::cmdpb::{
     CommandHeader, PutRequest, WriteCommand, WriteRequest, write_request::Cmd,
 };
 use flotilla_proto::metapb::Region;
+use flotilla_raftstore::StoreConfig;
 use flotilla_raftstore::bootstrap::even_split_keys;
 use flotilla_tests::cluster::{ClusterSpec, ManualCluster};
 
@@ -34,8 +35,15 @@ fn put_cmd(region: &Region, key: &[u8]) -> WriteCommand {
 /// other peer ever campaigned. From then on every store's clock runs, so
 /// that the followers' coalesced heartbeat responses flow.
 fn led_by_store_1(regions: u64) -> ManualCluster {
+    led_by_store_1_with(regions, |_| {})
+}
+
+/// [`led_by_store_1`] with `configure` applied to every store.
+fn led_by_store_1_with(regions: u64, configure: fn(&mut StoreConfig)) -> ManualCluster {
     let split = even_split_keys("k", 100_000, 6, regions);
-    let mut c = ManualCluster::new(ClusterSpec::new(3, split));
+    let mut spec = ClusterSpec::new(3, split);
+    spec.configure = configure;
+    let mut c = ManualCluster::new(spec);
     for _ in 0..20 {
         c.tick(&[1]);
     }
@@ -153,5 +161,83 @@ fn heartbeat_frames_per_tick_between_two_stores_do_not_grow_with_regions() {
         beats_1000,
         beats_10 * 100,
         "each frame carries every region's heartbeat"
+    );
+}
+
+fn naive(cfg: &mut StoreConfig) {
+    cfg.cross_region_batching = false;
+}
+
+#[test]
+fn without_cross_region_batching_each_region_syncs_and_sends_on_its_own() {
+    let mut c = led_by_store_1_with(100, naive);
+    let before = c.stores[&1].stats();
+    let sink_before = c.sinks[&1].counts();
+    let link_before = c.net.link_counts(1, 2);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let router = c.stores[&1].router();
+    for r in &c.regions {
+        let answered = answered.clone();
+        router.write(
+            put_cmd(r, &key_in(r)),
+            Box::new(move |res| {
+                res.expect("write applies");
+                answered.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+    }
+    let handled = c.stores.get_mut(&1).expect("store 1").run_round();
+    assert_eq!(handled, 100, "all 100 regions in one round");
+    let after = c.stores[&1].stats();
+    assert_eq!(after.rounds - before.rounds, 1);
+    assert_eq!(
+        after.synced_writes - before.synced_writes,
+        100,
+        "one synced write per region"
+    );
+    assert_eq!(
+        c.sinks[&1].counts().synced_writes - sink_before.synced_writes,
+        100
+    );
+    let link = c.net.link_counts(1, 2);
+    assert_eq!(
+        link.frames - link_before.frames,
+        100,
+        "one frame per region"
+    );
+    assert_eq!(link.messages - link_before.messages, 100);
+    c.settle();
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        100,
+        "and all of them apply"
+    );
+}
+
+#[test]
+fn without_cross_region_batching_heartbeats_grow_with_regions() {
+    let traffic = |regions| {
+        let mut c = led_by_store_1_with(regions, naive);
+        let before = c.net.link_counts(1, 2);
+        for _ in 0..20 {
+            c.tick(&[1, 2, 3]);
+        }
+        let after = c.net.link_counts(1, 2);
+        (
+            after.frames - before.frames,
+            after.heartbeat_frames - before.heartbeat_frames,
+        )
+    };
+    let (frames_10, coalesced_10) = traffic(10);
+    let (frames_100, coalesced_100) = traffic(100);
+    assert_eq!(
+        (coalesced_10, coalesced_100),
+        (0, 0),
+        "nothing is coalesced"
+    );
+    assert_eq!(
+        frames_100,
+        frames_10 * 10,
+        "one frame per region per heartbeat: {frames_10} vs {frames_100}"
     );
 }

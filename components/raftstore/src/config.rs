@@ -46,6 +46,12 @@ pub struct StoreConfig {
     pub log_gc_keep_entries: u64,
     /// Seed for the regions' randomized election timeouts.
     pub seed: u64,
+    /// Batch across regions: one synced write and one frame per
+    /// destination store for all regions of a round, heartbeats coalesced
+    /// per tick. Off (the naive design, kept to measure the gain), each
+    /// region writes and syncs its own ready, sends its own frames, and its
+    /// heartbeats travel as ordinary messages.
+    pub cross_region_batching: bool,
 }
 
 impl StoreConfig {
@@ -69,6 +75,7 @@ impl StoreConfig {
             log_gc_threshold_entries: 1024,
             log_gc_keep_entries: 256,
             seed: 0,
+            cross_region_batching: true,
         }
     }
 

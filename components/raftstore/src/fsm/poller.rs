@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::StoreConfig;
 use crate::fsm::{PeerFsm, StoreFsm};
 use crate::msg::{PeerMsg, StoreMsg};
+use crate::raft::Peer;
 use crate::stats::StoreStats;
 use crate::transport::{HeartbeatCoalescer, Outbox, Transport};
 
@@ -143,6 +144,52 @@ impl RaftPoller {
         ctx.stats.record_apply_write(ctx.applied_commands);
     }
 
+    /// What follows the round's handling, for `peers` (indexed by the
+    /// slots their readies were collected with): ONE write and sync, the
+    /// acknowledgements and applies it allows, ONE frame per destination
+    /// store, ONE apply write, the answers, and the reads it enables.
+    fn finish_round(&mut self, peers: &mut [Option<&mut Peer>]) {
+        // 1. One write, one sync, for every region of the round.
+        self.write_raft_batch();
+        // 2. Durable: acknowledgements join the frames, entries apply.
+        let pending = std::mem::take(&mut self.ctx.pending);
+        for (slot, rd) in pending {
+            if let Some(Some(peer)) = peers.get_mut(slot) {
+                peer.on_persisted(&mut self.ctx, rd);
+            }
+        }
+        // 3. One frame per destination store; snapshots on their own.
+        let shared = Arc::clone(&self.ctx.shared);
+        let snapshots = self.ctx.outbox.flush(
+            shared.cfg.store_id,
+            shared.transport.as_ref(),
+            &shared.stats,
+        );
+        for (region_id, to_peer, delivered) in snapshots {
+            // The region hears next round (raft must not be told a
+            // snapshot is sent before the round's own write).
+            let _ = self
+                .router
+                .force_send(region_id, PeerMsg::SnapshotStatus { to_peer, delivered });
+        }
+        shared.heartbeats.push_all(&mut self.ctx.heartbeats_out);
+        // 4. One apply write, then the answers and the reads it enables.
+        self.write_apply_batch();
+        for answer in self.ctx.answers.drain(..) {
+            answer();
+        }
+        for peer in peers.iter_mut().flatten() {
+            let applying = peer.raft.raft.raft_log.applying;
+            peer.raft.advance_apply_to(applying);
+            peer.serve_ready_reads(&self.ctx);
+            if peer.raft.has_ready() {
+                // Work the round made (a commit our own acknowledgement
+                // completed): run again.
+                let _ = self.router.force_send(peer.region_id, PeerMsg::Wake);
+            }
+        }
+    }
+
     fn reset(&mut self) {
         let ctx = &mut self.ctx;
         ctx.wrote = false;
@@ -199,53 +246,26 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 }
             }
         }
-        peer.collect_ready(&mut self.ctx, self.slot);
-        self.slot += 1;
+        if self.ctx.shared.cfg.cross_region_batching {
+            peer.collect_ready(&mut self.ctx, self.slot);
+            self.slot += 1;
+        } else {
+            // The naive design: this region's ready is written, synced,
+            // sent and applied on its own, before the next region's.
+            peer.collect_ready(&mut self.ctx, 0);
+            self.finish_round(&mut [Some(&mut fsm.peer)]);
+            self.reset();
+        }
         HandleResult::KeepProcessing
     }
 
     fn end(&mut self, normals: &mut [Option<Box<PeerFsm>>]) {
-        // 1. One write, one sync, for every region of the round.
-        self.write_raft_batch();
-        // 2. Durable: acknowledgements join the frames, entries apply.
-        let pending = std::mem::take(&mut self.ctx.pending);
-        for (slot, rd) in pending {
-            if let Some(fsm) = normals[slot].as_mut() {
-                fsm.peer.on_persisted(&mut self.ctx, rd);
-            }
-        }
-        // 3. One frame per destination store; snapshots on their own.
-        let shared = Arc::clone(&self.ctx.shared);
-        let snapshots = self.ctx.outbox.flush(
-            shared.cfg.store_id,
-            shared.transport.as_ref(),
-            &shared.stats,
-        );
-        for (region_id, to_peer, delivered) in snapshots {
-            // The region hears next round (raft must not be told a
-            // snapshot is sent before the round's own write).
-            let _ = self
-                .router
-                .force_send(region_id, PeerMsg::SnapshotStatus { to_peer, delivered });
-        }
-        shared.heartbeats.push_all(&mut self.ctx.heartbeats_out);
-        // 4. One apply write, then the answers and the reads it enables.
-        self.write_apply_batch();
-        for answer in self.ctx.answers.drain(..) {
-            answer();
-        }
-        for fsm in normals.iter_mut().flatten() {
-            let peer = &mut fsm.peer;
-            let applying = peer.raft.raft.raft_log.applying;
-            peer.raft.advance_apply_to(applying);
-            peer.serve_ready_reads(&self.ctx);
-            if peer.raft.has_ready() {
-                // Work the round made (a commit our own acknowledgement
-                // completed): run again.
-                let _ = self.router.force_send(peer.region_id, PeerMsg::Wake);
-            }
-        }
-        shared
+        let mut peers: Vec<Option<&mut Peer>> = normals
+            .iter_mut()
+            .map(|f| f.as_mut().map(|f| &mut f.peer))
+            .collect();
+        self.finish_round(&mut peers);
+        self.ctx
             .stats
             .record_round(normals.len(), self.started.elapsed());
     }

@@ -153,7 +153,7 @@ impl Peer {
                 continue;
             };
             let t = m.msg_type();
-            if t.is_heartbeat() && m.context.is_empty() {
+            if t.is_heartbeat() && m.context.is_empty() && ctx.shared.cfg.cross_region_batching {
                 ctx.heartbeats_out.push((
                     to.store_id,
                     HeartbeatEntry {
