@@ -50,7 +50,9 @@ pub struct StatsSnapshot {
     pub flushes: u64,
     /// Raft messages in those frames.
     pub messages_flushed: u64,
-    /// Coalesced heartbeat frames sent (one per destination per tick).
+    /// Coalesced heartbeat frames sent (one per destination per tick);
+    /// without cross-region batching, each heartbeat sent (it travels in
+    /// its region's own frame).
     pub heartbeat_frames: u64,
     /// Heartbeats and responses carried in them.
     pub heartbeats_coalesced: u64,

@@ -6,7 +6,6 @@ mod config;
 mod status;
 mod workload;
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,13 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use flotilla_engine::Engine;
-use flotilla_raftstore::bootstrap::{CounterIds, bootstrap_store, even_split_keys, plan_regions};
-use flotilla_raftstore::{
-    Client, ClientConfig, LocalStores, Store, StoreConfig, StoreDeps, StoreDirectory,
-};
-use flotilla_transport::client::{ClientService, ClientServiceConfig, RemoteConfig, RemoteStores};
-use flotilla_transport::{TcpTransport, TransportConfig};
+use flotilla_bench::cluster::{LocalCluster, LocalClusterConfig, open_engine, run_store};
+use flotilla_raftstore::{Client, ClientConfig, StoreDirectory};
+use flotilla_transport::client::{RemoteConfig, RemoteStores};
 
 use crate::config::FileConfig;
 use crate::status::StatusServer;
@@ -78,6 +73,11 @@ enum Command {
         #[arg(long)]
         network_client: bool,
     },
+    /// Measures a cluster under a YCSB-style load: throughput, latency
+    /// percentiles, the stores' own counters and the disk's raw ceiling,
+    /// in one report (`--json`, `--plot`); `bench sweep` compares batched
+    /// and naive stores over region counts.
+    Bench(Box<flotilla_bench::BenchCommand>),
 }
 
 fn main() {
@@ -89,6 +89,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Start { config } => start(&config),
+        Command::Bench(cmd) => flotilla_bench::main(*cmd),
         Command::Local {
             stores,
             regions,
@@ -115,75 +116,6 @@ fn main() {
         eprintln!("flotilla: {e:#}");
         std::process::exit(1);
     }
-}
-
-/// Opens a store's engine, bootstrapping it into the planned cluster if it
-/// is new.
-fn open_engine(
-    cfg: &StoreConfig,
-    store_ids: &[u64],
-    regions: u64,
-    replicas: usize,
-) -> anyhow::Result<Engine> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let engine = Engine::open(&cfg.data_dir, &cfg.engine)
-        .with_context(|| format!("opening {}", cfg.data_dir.display()))?;
-    if engine.region_states()?.is_empty() {
-        let split = even_split_keys("k", KEYS, 7, regions);
-        let plan = plan_regions(store_ids, &split, replicas, &CounterIds::default())?;
-        let n = bootstrap_store(&engine, cfg.store_id, &plan)?;
-        tracing::info!(store_id = cfg.store_id, regions = n, "bootstrapped");
-    }
-    Ok(engine)
-}
-
-/// One running store: the store, its transport and its client service.
-struct Running {
-    store: Store,
-    transport: Arc<TcpTransport>,
-    clients: Option<ClientService>,
-}
-
-impl Running {
-    /// Stops taking requests, then the store, then its transport.
-    fn shutdown(&mut self) {
-        if let Some(c) = &self.clients {
-            c.shutdown();
-        }
-        self.store.shutdown();
-        self.transport.shutdown();
-    }
-}
-
-fn run_store(
-    cfg: StoreConfig,
-    tcfg: TransportConfig,
-    listener: TcpListener,
-    client_listener: Option<TcpListener>,
-    engine: Engine,
-) -> anyhow::Result<Running> {
-    let frame_bytes_max = tcfg.frame_bytes_max;
-    let transport = TcpTransport::bind(tcfg, listener)?;
-    let mut store = Store::with_engine(cfg, engine, StoreDeps::new(transport.clone()))?;
-    transport.serve(Arc::new(store.router()))?;
-    store.start()?;
-    let clients = match client_listener {
-        Some(l) => Some(ClientService::start(
-            l,
-            Arc::new(store.router()),
-            ClientServiceConfig {
-                frame_bytes_max,
-                ..Default::default()
-            },
-        )?),
-        None => None,
-    };
-    Ok(Running {
-        store,
-        transport,
-        clients,
-    })
 }
 
 fn start(path: &Path) -> anyhow::Result<()> {
@@ -237,60 +169,31 @@ fn local(
         stores > 0 && regions > 0,
         "--stores and --regions must be positive"
     );
-    let temp = match data_dir {
-        Some(_) => None,
-        None => Some(tempfile::tempdir().context("creating a temporary data directory")?),
-    };
-    let data_dir: &Path = match (&data_dir, &temp) {
-        (Some(d), _) => d,
-        (None, Some(t)) => t.path(),
-        (None, None) => unreachable!("a temporary directory was made"),
-    };
     let metrics = status::recorder()?;
-    let ids: Vec<u64> = (1..=stores).collect();
-    let mut listeners = BTreeMap::new();
-    for &id in &ids {
-        listeners.insert(id, TcpListener::bind("127.0.0.1:0")?);
-    }
-    let addrs: BTreeMap<u64, _> = listeners
-        .iter()
-        .map(|(id, l)| Ok((*id, l.local_addr()?)))
-        .collect::<std::io::Result<_>>()?;
-    let directory = Arc::new(LocalStores::default());
-    let mut client_addrs = Vec::new();
-    let mut running = Vec::new();
     let started = Instant::now();
-    for (id, listener) in listeners {
-        let cfg = StoreConfig::new(id, data_dir.join(format!("store-{id}")));
-        let peers = addrs
-            .iter()
-            .filter(|(s, _)| **s != id)
-            .map(|(s, a)| (*s, *a))
-            .collect();
-        let engine = open_engine(&cfg, &ids, regions, 3)?;
-        let client_listener = TcpListener::bind("127.0.0.1:0")?;
-        let r = run_store(
-            cfg,
-            TransportConfig::new(id, peers),
-            listener,
-            Some(client_listener),
-            engine,
-        )?;
-        directory.insert(r.store.router());
-        let status = StatusServer::start("127.0.0.1:0".parse()?, metrics.clone(), Some(id))?;
-        let client_addr = r.clients.as_ref().map(ClientService::local_addr);
-        if let Some(a) = client_addr {
-            client_addrs.push(a);
-        }
+    let mut cluster = LocalCluster::start(&LocalClusterConfig {
+        stores,
+        regions,
+        data_dir,
+        pollers: 2,
+        cross_region_batching: true,
+    })?;
+    let mut status_servers = Vec::new();
+    for (id, r) in &cluster.stores {
+        let status = StatusServer::start("127.0.0.1:0".parse()?, metrics.clone(), Some(*id))?;
         println!(
             "store {id}: raft on {}, clients on {}, status on http://{}/metrics, data in {}",
-            addrs[&id],
-            client_addr.map_or_else(|| "none".into(), |a| a.to_string()),
+            cluster.raft_addrs[id],
+            r.clients
+                .as_ref()
+                .map_or_else(|| "none".into(), |c| c.local_addr().to_string()),
             status.addr(),
-            data_dir.join(format!("store-{id}")).display()
+            cluster.data_dir().join(format!("store-{id}")).display()
         );
-        running.push((id, r, status));
+        status_servers.push(status);
     }
+    let client_addrs: Vec<_> = cluster.client_addrs.values().copied().collect();
+    let directory = cluster.local.clone();
     let stores_dir: Arc<dyn StoreDirectory> = if network_client {
         Arc::new(RemoteStores::connect(
             &client_addrs,
@@ -307,19 +210,15 @@ fn local(
         "{stores} stores, {regions} regions: leaders elected and every region written in {:.2?}\n",
         started.elapsed()
     );
-    let before: Vec<_> = running
-        .iter()
-        .map(|(id, r, _)| (*id, r.store.stats()))
-        .collect();
+    let before = cluster.stats();
     let out = workload::run(&client, load)?;
     let rows: Vec<_> = before
         .into_iter()
-        .zip(&running)
-        .map(|((id, b), (_, r, _))| (id, b, r.store.stats()))
+        .zip(cluster.stats())
+        .map(|((id, b), (_, a))| (id, b, a))
         .collect();
     print!("{}", workload::report(&load, &out, &rows));
-    for (_, mut r, _status) in running {
-        r.shutdown();
-    }
+    cluster.shutdown();
+    drop(status_servers);
     Ok(())
 }

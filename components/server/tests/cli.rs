@@ -260,6 +260,183 @@ fn store_processes_serve_clients_and_keep_every_acknowledged_write_through_kill_
     });
     kv.put(key(200), "after")
         .expect("a write with every store back");
+
+    // The load generator drives this cluster by its client addresses.
+    let json = dir.path().join("remote.json");
+    let list = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--connect",
+            &list,
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+        ])
+        .args(["--concurrency", "8", "--keys", "1000", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["stores"], 3);
+    assert!(
+        report["syncs_per_sec"].is_null(),
+        "a remote cluster's counters are not the client's to read"
+    );
+}
+
+fn bench_json(dir: &Path, name: &str, args: &[&str]) -> serde_json::Value {
+    let json = dir.join(name);
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .args(["--quiet", "--calibrate", "200ms", "--data-dir"])
+        .arg(dir.join(name.replace(".json", "")))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn bench_reports_a_run_as_json_and_svg_with_the_stores_counters_and_the_disk_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("run.svg");
+    let r = bench_json(
+        dir.path(),
+        "run.json",
+        &[
+            "--regions",
+            "8",
+            "--workload",
+            "a",
+            "--keys",
+            "2000",
+            "--concurrency",
+            "16",
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+    );
+    for k in [
+        "ops_per_sec",
+        "p50_ms",
+        "p99_ms",
+        "syncs_per_sec",
+        "syncs_per_round",
+        "entries_per_sync",
+        "messages_per_flush",
+        "heartbeat_frames_per_sec",
+        "regions",
+        "stores",
+        "mode",
+        "ceiling_fraction",
+        "cpu_seconds_per_1000_ops",
+    ] {
+        assert!(!r[k].is_null(), "{k} missing: {r}");
+    }
+    assert_eq!(
+        (r["regions"].as_u64(), r["stores"].as_u64()),
+        (Some(8), Some(3))
+    );
+    assert_eq!(r["mode"], "batched");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(
+        r["syncs_per_round"].as_f64().unwrap() <= 1.0,
+        "at most one synced write per store per round: {r}"
+    );
+    assert!(
+        r["ceiling_before"]["fdatasync_4k_per_sec"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.contains("ops/s"));
+}
+
+#[test]
+fn a_bench_sweep_runs_both_modes_for_each_region_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("sweep.svg");
+    let json = dir.path().join("sweep.json");
+    let out = Command::new(BIN)
+        .args(["bench", "sweep", "--regions", "1,4", "--concurrency", "8"])
+        .args([
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--calibrate",
+            "0s",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("gain"), "a summary table: {stdout}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let seen: Vec<(u64, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["regions"].as_u64().unwrap(),
+                r["mode"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "batched".to_string()),
+            (1, "naive".to_string()),
+            (4, "batched".to_string()),
+            (4, "naive".to_string())
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["ops_per_sec"].as_f64().unwrap() > 0.0)
+    );
+    assert!(
+        rows.iter().all(|r| r["ceiling_fraction"].is_null()),
+        "no calibration asked"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("Naive"));
 }
 
 /// Runs `promtool check metrics` on the exposition when promtool is

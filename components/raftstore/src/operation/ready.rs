@@ -167,6 +167,11 @@ impl Peer {
                 ));
                 continue;
             }
+            if t.is_heartbeat() && !ctx.shared.cfg.cross_region_batching {
+                // The naive design: each heartbeat travels in its region's
+                // own frame, so each counts as a heartbeat frame.
+                ctx.stats.record_heartbeat_frame(1);
+            }
             let is_snapshot = t == MessageType::MsgSnapshot;
             let from = PeerMeta {
                 id: self.peer_id,

@@ -1,0 +1,408 @@
+//! Running the load: one run or a sweep.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // Its output is the interface.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use flotilla_raftstore::{Client, ClientConfig, StoreDirectory};
+use flotilla_transport::client::{RemoteConfig, RemoteStores};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::calibrate::{self, DiskCeiling};
+use crate::cluster::{LocalCluster, LocalClusterConfig, split_keys};
+use crate::opts::{BenchArgs, BenchCommand, BenchSub, Common, Mode, SweepArgs, Workload};
+use crate::plot;
+use crate::report::{ClientSide, Report, Setting, StoreCounters};
+use crate::workload::{Keys, Op, key};
+
+/// The longest latency recorded, microseconds; slower operations count as
+/// this.
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+/// Runs `flotilla bench [sweep]`.
+pub fn main(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd.sub {
+        Some(BenchSub::Sweep(s)) => sweep(&s),
+        None => single(&cmd.args),
+    }
+}
+
+fn single(args: &BenchArgs) -> anyhow::Result<()> {
+    let report = run_one(&args.common, args.regions, args.mode, &args.connect)?;
+    print!("{}", report.render());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::draw_run(path, &report)?;
+        println!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.regions.is_empty(),
+        "--regions needs at least one count"
+    );
+    let mut rows = Vec::new();
+    for &regions in &args.regions {
+        for mode in [Mode::Batched, Mode::Naive] {
+            println!("== {regions} regions, {mode:?}");
+            let r = run_one(&args.common, regions, mode, &[])?;
+            print!("{}", r.render());
+            rows.push(r);
+        }
+    }
+    println!();
+    println!(
+        "{:>8} {:>12} {:>12} {:>8} {:>14} {:>14} {:>16} {:>16}",
+        "regions",
+        "batched op/s",
+        "naive op/s",
+        "gain",
+        "batched sync/r",
+        "naive sync/r",
+        "batched hb fr/s",
+        "naive hb fr/s"
+    );
+    for pair in rows.chunks(2) {
+        let [b, n] = pair else { continue };
+        let f = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
+        println!(
+            "{:>8} {:>12.0} {:>12.0} {:>7.1}x {:>14} {:>14} {:>16} {:>16}",
+            b.regions,
+            b.ops_per_sec,
+            n.ops_per_sec,
+            b.ops_per_sec / n.ops_per_sec.max(1e-9),
+            f(b.syncs_per_round),
+            f(n.syncs_per_round),
+            f(b.heartbeat_frames_per_sec),
+            f(n.heartbeat_frames_per_sec)
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("reports written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::draw_sweep(path, &rows)?;
+        println!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// One run: a cluster (started here, or reached at `connect`), loaded,
+/// warmed up, calibrated, measured, calibrated again.
+pub fn run_one(
+    common: &Common,
+    regions: u64,
+    mode: Mode,
+    connect: &[SocketAddr],
+) -> anyhow::Result<Report> {
+    anyhow::ensure!(common.concurrency > 0, "--concurrency must be positive");
+    let keys = Keys::new(common.keys, common.distribution)?;
+    let value = Bytes::from(vec![b'v'; common.value_bytes]);
+    let mut cluster = None;
+    let directory: Arc<dyn StoreDirectory> = if connect.is_empty() {
+        let c = LocalCluster::start(&LocalClusterConfig {
+            stores: common.stores,
+            regions,
+            data_dir: common.data_dir.clone(),
+            pollers: common.pollers,
+            cross_region_batching: mode == Mode::Batched,
+        })?;
+        let local = c.local.clone();
+        cluster = Some(c);
+        local
+    } else {
+        Arc::new(RemoteStores::connect(connect, &RemoteConfig::default())?)
+    };
+    let stores = cluster
+        .as_ref()
+        .map_or(connect.len() as u64, |_| common.stores);
+    let client = Arc::new(Client::new(directory, ClientConfig::default()));
+    let started = Instant::now();
+    if cluster.is_some() {
+        // Every region elects and takes one write before anything counts.
+        let starts: Vec<Bytes> = std::iter::once(Bytes::from_static(b"k0000000"))
+            .chain(split_keys(regions))
+            .collect();
+        each_in_parallel(&starts, common.concurrency.min(64), |k| {
+            client.put(k.clone(), Bytes::from_static(b"warm")).map(drop)
+        })
+        .context("writing every region once")?;
+    }
+    if common.workload.needs_load() {
+        let all: Vec<u64> = (0..keys.len()).collect();
+        each_in_parallel(&all, common.concurrency, |i| {
+            client.put(key(*i, keys.len()), value.clone()).map(drop)
+        })
+        .context("loading the keys")?;
+    }
+    say(
+        common,
+        &format!(
+            "ready in {:.1?}: {stores} stores, {regions} regions, {} keys{}",
+            started.elapsed(),
+            keys.len(),
+            if common.workload.needs_load() {
+                " loaded"
+            } else {
+                ""
+            }
+        ),
+    );
+
+    let counters = |c: &Option<LocalCluster>| c.as_ref().map(LocalCluster::stats);
+    let driver = Driver {
+        client: &client,
+        workload: common.workload,
+        keys: &keys,
+        value: &value,
+        concurrency: common.concurrency,
+    };
+    let warm_before = counters(&cluster);
+    driver.drive(common.warmup, None, !common.quiet, "warm-up", 1);
+    let warm_after = counters(&cluster);
+    let calibrate_in = cluster
+        .as_ref()
+        .map(|c| c.data_dir().to_path_buf())
+        .or_else(|| common.data_dir.clone());
+    let measure_disk = |counts: Option<StoreCounters>| -> anyhow::Result<Option<DiskCeiling>> {
+        let Some(dir) = &calibrate_in else {
+            return Ok(None);
+        };
+        if common.calibrate.is_zero() {
+            return Ok(None);
+        }
+        let batch = counts
+            .and_then(|c| (c.synced_writes > 0).then(|| c.entries_synced / c.synced_writes))
+            .unwrap_or(1);
+        let c = calibrate::measure(dir, batch, common.value_bytes, common.calibrate)?;
+        Ok(Some(c))
+    };
+    let warm_counts = warm_before
+        .zip(warm_after)
+        .map(|(b, a)| StoreCounters::delta(&b, &a));
+    let ceiling_before = measure_disk(warm_counts)?;
+
+    let before = counters(&cluster);
+    let cpu_before = process_cpu_seconds();
+    let measured = driver.drive(common.duration, common.ops, !common.quiet, "run", 2);
+    let cpu_after = process_cpu_seconds();
+    let after = counters(&cluster);
+    let run_counts = before.zip(after).map(|(b, a)| StoreCounters::delta(&b, &a));
+    let ceiling_after = measure_disk(run_counts)?;
+    if let Some(mut c) = cluster.take() {
+        c.shutdown();
+    }
+    let client_side = ClientSide {
+        cpu_secs: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        ..measured
+    };
+    Ok(Report::build(
+        Setting {
+            mode,
+            workload: common.workload,
+            distribution: common.distribution,
+            stores,
+            regions,
+            concurrency: common.concurrency,
+            value_bytes: common.value_bytes,
+            keys: keys.len(),
+        },
+        &client_side,
+        run_counts,
+        ceiling_before,
+        ceiling_after,
+    ))
+}
+
+fn say(common: &Common, line: &str) {
+    if !common.quiet {
+        eprintln!("{line}");
+    }
+}
+
+/// Runs `f` on every item, `threads` at a time; the first error stops it.
+fn each_in_parallel<T: Sync>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> flotilla_raftstore::Result<()> + Sync,
+) -> anyhow::Result<()> {
+    let next = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error = parking_lot::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(item) = items.get(i) else { return };
+                    if let Err(e) = f(item) {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error.lock().get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// The clients of a run.
+struct Driver<'a> {
+    client: &'a Arc<Client>,
+    workload: Workload,
+    keys: &'a Keys,
+    value: &'a Bytes,
+    concurrency: usize,
+}
+
+impl Driver<'_> {
+    /// Runs the workload for `duration` (or `ops` operations, if fewer):
+    /// `concurrency` threads, one request in flight each.
+    fn drive(
+        &self,
+        duration: Duration,
+        ops: Option<u64>,
+        progress: bool,
+        label: &str,
+        phase: u64,
+    ) -> ClientSide {
+        let stop = AtomicBool::new(false);
+        let done = AtomicU64::new(0);
+        let claimed = AtomicU64::new(0);
+        let budget = ops.unwrap_or(u64::MAX);
+        let bar = if progress {
+            let b = ProgressBar::new(duration.as_secs().max(1));
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>8} [{bar:30}] {elapsed}/{duration} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.set_prefix(label.to_string());
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let started = Instant::now();
+        let mut timeline = Vec::new();
+        let results: Vec<(Histogram<u64>, u64)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..self.concurrency)
+                .map(|t| {
+                    let (stop, done, claimed) = (&stop, &done, &claimed);
+                    s.spawn(move || {
+                        let mut rng = ChaCha8Rng::seed_from_u64(phase << 32 | t as u64);
+                        let mut hist = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
+                            .expect("valid histogram bounds");
+                        let mut errors = 0;
+                        while !stop.load(Ordering::Relaxed)
+                            && claimed.fetch_add(1, Ordering::Relaxed) < budget
+                        {
+                            let op = self.workload.next(self.keys, &mut rng);
+                            let t0 = Instant::now();
+                            let ok = match op {
+                                Op::Put(k) => self.client.put(k, self.value.clone()).is_ok(),
+                                Op::Get(k) => self.client.get(k).is_ok(),
+                                Op::Scan(k, n) => self.client.scan(k, Bytes::new(), n).is_ok(),
+                            };
+                            if ok {
+                                let us =
+                                    u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                hist.saturating_record(us.max(1));
+                                done.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                errors += 1;
+                            }
+                        }
+                        (hist, errors)
+                    })
+                })
+                .collect();
+            let mut last = (0u64, started);
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let now = Instant::now();
+                let finished = workers.iter().all(|w| w.is_finished());
+                if now.duration_since(last.1) >= Duration::from_secs(1) {
+                    let n = done.load(Ordering::Relaxed);
+                    let rate = (n - last.0) as f64 / now.duration_since(last.1).as_secs_f64();
+                    timeline.push(rate);
+                    bar.set_message(format!("{rate:.0} ops/s"));
+                    last = (n, now);
+                }
+                bar.set_position(started.elapsed().as_secs());
+                if finished || started.elapsed() >= duration {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a client thread panicked"))
+                .collect()
+        });
+        let secs = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let mut hist = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
+            .expect("valid histogram bounds");
+        let mut errors = 0;
+        for (h, e) in results {
+            let _ = hist.add(h);
+            errors += e;
+        }
+        ClientSide {
+            hist,
+            errors,
+            secs,
+            timeline,
+            cpu_secs: None,
+        }
+    }
+}
+
+/// CPU seconds (user + system) this process has used, from
+/// `/proc/self/stat` (Linux; clock ticks of 1/100 s).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after
+    // the name and state.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_cpu_time_is_read_and_grows() {
+        let a = process_cpu_seconds().expect("Linux /proc");
+        let mut x = 0u64;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let b = process_cpu_seconds().unwrap();
+        assert!(b > a, "{a} then {b}");
+    }
+}
