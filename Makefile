@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps lint unit bench fmt clean
+.PHONY: run test deps lint unit bench loadtest fmt clean
 
 ## Installs the system packages the build needs (RocksDB's bindgen wants
 ## libclang; protoc comes from a crate). Idempotent and quick when present.
@@ -39,8 +39,15 @@ lint:
 unit:
 	$(CARGO) test --workspace
 
+## Criterion micro-benchmarks of every crate.
 bench: deps
 	$(CARGO) bench --workspace
+
+## The load generator against a local cluster, e.g.
+## make loadtest ARGS="--regions 1000 --concurrency 256 --json report.json"
+## or make loadtest ARGS="sweep --regions 1,10,100,1000 --plot sweep.svg".
+loadtest: deps
+	$(CARGO) run --release -p flotilla-server --bin flotilla -- bench $(ARGS)
 
 fmt:
 	$(CARGO) fmt --all

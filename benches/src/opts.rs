@@ -65,9 +65,14 @@ pub struct Common {
     /// Value size in bytes.
     #[arg(long, default_value_t = 128)]
     pub value_bytes: usize,
-    /// Requests in flight (one client thread each).
+    /// Requests in flight.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Threads keeping them in flight through the client's asynchronous
+    /// calls (workload E's scans, which have none, take a thread per
+    /// request in flight instead).
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
     /// How long the measured part runs (e.g. 20s, 1m).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -81,8 +86,9 @@ pub struct Common {
     /// directory, removed at the end). The disk ceiling is measured here.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Poller threads per store.
-    #[arg(long, default_value_t = 2)]
+    /// Poller threads per store (the local cluster's stores share this
+    /// machine: one each keeps threads fewer than a few per core).
+    #[arg(long, default_value_t = 1)]
     pub pollers: usize,
     /// How long each raw-disk measurement runs, before and after the load
     /// (0s: skip the calibration).

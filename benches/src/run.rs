@@ -171,6 +171,11 @@ pub fn run_one(
         keys: &keys,
         value: &value,
         concurrency: common.concurrency,
+        threads: if common.workload == Workload::E {
+            common.concurrency
+        } else {
+            common.client_threads.clamp(1, common.concurrency)
+        },
     };
     let warm_before = counters(&cluster);
     driver.drive(common.warmup, None, !common.quiet, "warm-up", 1);
@@ -271,7 +276,11 @@ struct Driver<'a> {
     workload: Workload,
     keys: &'a Keys,
     value: &'a Bytes,
+    /// Requests in flight.
     concurrency: usize,
+    /// Threads keeping them in flight: as many as requests for blocking
+    /// calls, fewer for asynchronous ones.
+    threads: usize,
 }
 
 impl Driver<'_> {
@@ -303,34 +312,23 @@ impl Driver<'_> {
         let started = Instant::now();
         let mut timeline = Vec::new();
         let results: Vec<(Histogram<u64>, u64)> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..self.concurrency)
+            let workers: Vec<_> = (0..self.threads)
                 .map(|t| {
                     let (stop, done, claimed) = (&stop, &done, &claimed);
+                    // This thread's share of the requests in flight.
+                    let share = self.concurrency / self.threads
+                        + usize::from(t < self.concurrency % self.threads);
                     s.spawn(move || {
                         let mut rng = ChaCha8Rng::seed_from_u64(phase << 32 | t as u64);
-                        let mut hist = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
-                            .expect("valid histogram bounds");
-                        let mut errors = 0;
-                        while !stop.load(Ordering::Relaxed)
-                            && claimed.fetch_add(1, Ordering::Relaxed) < budget
-                        {
-                            let op = self.workload.next(self.keys, &mut rng);
-                            let t0 = Instant::now();
-                            let ok = match op {
-                                Op::Put(k) => self.client.put(k, self.value.clone()).is_ok(),
-                                Op::Get(k) => self.client.get(k).is_ok(),
-                                Op::Scan(k, n) => self.client.scan(k, Bytes::new(), n).is_ok(),
-                            };
-                            if ok {
-                                let us =
-                                    u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-                                hist.saturating_record(us.max(1));
-                                done.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                errors += 1;
-                            }
+                        let claim = || {
+                            !stop.load(Ordering::Relaxed)
+                                && claimed.fetch_add(1, Ordering::Relaxed) < budget
+                        };
+                        if share == 1 {
+                            self.blocking_loop(&mut rng, claim, done)
+                        } else {
+                            self.async_loop(&mut rng, share, claim, done)
                         }
-                        (hist, errors)
                     })
                 })
                 .collect();
@@ -359,8 +357,7 @@ impl Driver<'_> {
         });
         let secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let mut hist = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
-            .expect("valid histogram bounds");
+        let mut hist = new_histogram();
         let mut errors = 0;
         for (h, e) in results {
             let _ = hist.add(h);
@@ -373,6 +370,108 @@ impl Driver<'_> {
             timeline,
             cpu_secs: None,
         }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+fn micros_since(t0: Instant) -> u64 {
+    u64::try_from(t0.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl Driver<'_> {
+    /// One request in flight, through the blocking calls.
+    fn blocking_loop(
+        &self,
+        rng: &mut ChaCha8Rng,
+        claim: impl Fn() -> bool,
+        done: &AtomicU64,
+    ) -> (Histogram<u64>, u64) {
+        let mut hist = new_histogram();
+        let mut errors = 0;
+        while claim() {
+            let op = self.workload.next(self.keys, rng);
+            let t0 = Instant::now();
+            let ok = match op {
+                Op::Put(k) => self.client.put(k, self.value.clone()).is_ok(),
+                Op::Get(k) => self.client.get(k).is_ok(),
+                Op::Scan(k, n) => self.client.scan(k, Bytes::new(), n).is_ok(),
+            };
+            if ok {
+                hist.saturating_record(micros_since(t0));
+                done.fetch_add(1, Ordering::Relaxed);
+            } else {
+                errors += 1;
+            }
+        }
+        (hist, errors)
+    }
+
+    /// `share` requests in flight through the asynchronous calls: each
+    /// answer (timed from its request) makes room for the next request.
+    fn async_loop(
+        &self,
+        rng: &mut ChaCha8Rng,
+        share: usize,
+        claim: impl Fn() -> bool,
+        done: &AtomicU64,
+    ) -> (Histogram<u64>, u64) {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Instant, bool)>();
+        let mut hist = new_histogram();
+        let mut errors = 0;
+        let issue = |rng: &mut ChaCha8Rng| {
+            let t0 = Instant::now();
+            let tx = tx.clone();
+            match self.workload.next(self.keys, rng) {
+                Op::Put(k) => self.client.put_async(
+                    k,
+                    self.value.clone(),
+                    Box::new(move |r| {
+                        let _ = tx.send((t0, r.is_ok()));
+                    }),
+                ),
+                Op::Get(k) => self.client.get_async(
+                    k,
+                    Box::new(move |r| {
+                        let _ = tx.send((t0, r.is_ok()));
+                    }),
+                ),
+                Op::Scan(k, n) => {
+                    let ok = self.client.scan(k, Bytes::new(), n).is_ok();
+                    let _ = tx.send((t0, ok));
+                }
+            }
+        };
+        let mut in_flight = 0usize;
+        while in_flight < share && claim() {
+            issue(rng);
+            in_flight += 1;
+        }
+        while in_flight > 0 {
+            // Every request is answered (applied, failed after the
+            // client's retries, or dropped by a leader that lost its
+            // place); this only guards the run against a lost answer.
+            let Ok((t0, ok)) = rx.recv_timeout(Duration::from_secs(60)) else {
+                errors += in_flight as u64;
+                break;
+            };
+            in_flight -= 1;
+            if ok {
+                hist.saturating_record(micros_since(t0));
+                done.fetch_add(1, Ordering::Relaxed);
+            } else {
+                errors += 1;
+            }
+            if claim() {
+                issue(rng);
+                in_flight += 1;
+            }
+        }
+        (hist, errors)
     }
 }
 

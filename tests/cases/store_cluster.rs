@@ -1,16 +1,17 @@
 //! The store through its public face: a cluster of stores on threads, real
 //! RocksDB, the in-memory network with filters, the embedded client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, unbounded};
 use flotilla_proto::cmdpb::{
     CommandHeader, PutRequest, WriteCommand, WriteRequest, write_request::Cmd,
 };
 use flotilla_proto::metapb::{Region, RegionEpoch};
 use flotilla_raftstore::bootstrap::even_split_keys;
-use flotilla_raftstore::{Error, Mutation, ReadRequest};
+use flotilla_raftstore::{Client, ClientConfig, Error, Mutation, ReadRequest};
 use flotilla_tests::cluster::{Cluster, ClusterSpec};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -300,4 +301,48 @@ fn reads_are_served_under_the_lease_and_through_read_index() {
         1,
         "{after:?}"
     );
+}
+
+#[test]
+fn asynchronous_puts_and_gets_answer_every_request_even_across_a_lost_leader() {
+    let c = Cluster::start(ClusterSpec::new(3, even_split_keys("k", 100, 6, 4)));
+    c.wait_for_leaders(WAIT);
+    let client = Arc::new(Client::new(c.directory.clone(), ClientConfig::default()));
+    client.refresh();
+    let (tx, rx) = unbounded();
+    let put_all = |value: &'static [u8]| {
+        for i in 0..100 {
+            let tx = tx.clone();
+            client.put_async(
+                Bytes::from(key(i)),
+                Bytes::from_static(value),
+                Box::new(move |r| tx.send(r).expect("the test listens")),
+            );
+        }
+        for i in 0..100 {
+            let answer = rx.recv_timeout(WAIT).expect("every request is answered");
+            answer.unwrap_or_else(|e| panic!("write {i} failed: {e}"));
+        }
+    };
+    put_all(b"first");
+    // Cut off the first region's leader while the cache still points at
+    // it: its proposals cannot commit, it steps down, they hear
+    // StaleCommand, and the client finishes them at the new leader.
+    let first = c.regions[0].clone();
+    let isolated = c.leader_of(first.id).expect("a leader");
+    c.isolate(isolated);
+    put_all(b"second");
+    c.clear_filters();
+    let (gtx, grx) = unbounded();
+    for i in 0..100 {
+        let gtx = gtx.clone();
+        client.get_async(
+            Bytes::from(key(i)),
+            Box::new(move |r| gtx.send((i, r)).expect("the test listens")),
+        );
+    }
+    for _ in 0..100 {
+        let (i, r) = grx.recv_timeout(WAIT).expect("every read is answered");
+        assert_eq!(r.expect("read").as_deref(), Some(&b"second"[..]), "key {i}");
+    }
 }

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{RecvTimeoutError, bounded};
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded, unbounded};
 use flotilla_proto::cmdpb::{
     CommandHeader, DeleteRequest, PutRequest, WriteCommand, WriteRequest, write_request::Cmd,
 };
@@ -197,7 +197,13 @@ pub struct Client {
     stores: Arc<dyn StoreDirectory>,
     routes: RwLock<Routes>,
     cfg: ClientConfig,
+    /// Where asynchronous operations that failed their first attempt go to
+    /// finish on the blocking path; started on first use.
+    retries: OnceLock<Sender<Box<dyn FnOnce() + Send>>>,
 }
+
+/// Threads that finish asynchronous operations whose first attempt failed.
+const RETRY_THREADS: usize = 16;
 
 impl Client {
     /// A client over `stores`.
@@ -206,6 +212,123 @@ impl Client {
             stores,
             routes: RwLock::new(Routes::default()),
             cfg,
+            retries: OnceLock::new(),
+        }
+    }
+
+    /// Sets `key` to `value` without blocking the caller; `done` hears the
+    /// outcome (on a store's or the client's thread: it must not block).
+    /// The first attempt goes straight to the region's cached leader; if it
+    /// fails (or the region is not cached), the client learns what it can
+    /// from the error and finishes the operation on the blocking path, with
+    /// all its retries, backoff and deadline, on a thread of its own. Like
+    /// [`put`](Self::put), a retried write is applied at least once.
+    pub fn put_async(self: &Arc<Self>, key: Bytes, value: Bytes, done: Callback<()>) {
+        let Some((store_id, store, region)) = self.cached_target(&key) else {
+            return self.retry_later(move |c| done(c.put(key, value)));
+        };
+        let cmd = WriteCommand {
+            header: Some(CommandHeader {
+                region_id: region.id,
+                region_epoch: region.region_epoch,
+            }),
+            requests: vec![WriteRequest {
+                cmd: Some(Cmd::Put(PutRequest {
+                    key: key.clone(),
+                    value: value.clone(),
+                })),
+            }],
+        };
+        let client = Arc::clone(self);
+        store.write(
+            cmd,
+            Box::new(move |r| match r {
+                Ok(()) => done(Ok(())),
+                Err(e) if retryable(&e) => {
+                    client.learn(&region, store_id, &e);
+                    client.retry_later(move |c| done(c.put(key, value)));
+                }
+                Err(e) => done(Err(e)),
+            }),
+        );
+    }
+
+    /// Reads `key` without blocking the caller, as [`put_async`](Self::put_async)
+    /// writes.
+    pub fn get_async(self: &Arc<Self>, key: Bytes, done: Callback<Option<Bytes>>) {
+        let Some((store_id, store, region)) = self.cached_target(&key) else {
+            return self.retry_later(move |c| done(c.get(key)));
+        };
+        let client = Arc::clone(self);
+        let req = ReadRequest::Get { key: key.clone() };
+        let epoch = region.region_epoch.unwrap_or_default();
+        store.read(
+            region.id,
+            epoch,
+            req,
+            Box::new(move |r| match r {
+                Ok(ReadResponse::Value(v)) => done(Ok(v)),
+                Ok(ReadResponse::Pairs { .. }) => done(Err(Error::InvalidRequest(
+                    "a get answered with pairs".into(),
+                ))),
+                Err(e) if retryable(&e) => {
+                    client.learn(&region, store_id, &e);
+                    client.retry_later(move |c| done(c.get(key)));
+                }
+                Err(e) => done(Err(e)),
+            }),
+        );
+    }
+
+    /// The cached region holding `key` and the store to try first, if the
+    /// cache knows them.
+    fn cached_target(&self, key: &[u8]) -> Option<(u64, Arc<dyn StoreHandle>, Region)> {
+        let region = self.routes.read().locate(key)?;
+        let (id, store) = self.pick_store(&region, &HashSet::new())?;
+        Some((id, store, region))
+    }
+
+    /// What a failed attempt at `store_id` teaches the route cache.
+    fn learn(&self, region: &Region, store_id: u64, err: &Error) {
+        match err {
+            Error::NotLeader {
+                leader: Some(p), ..
+            } if p.store_id != store_id => {
+                self.routes.write().leaders.insert(region.id, p.store_id);
+            }
+            Error::EpochNotMatch { current, .. } => {
+                self.routes.write().update((**current).clone());
+            }
+            _ => {
+                self.routes.write().leaders.remove(&region.id);
+            }
+        }
+    }
+
+    /// Runs `job` on one of the client's retry threads.
+    fn retry_later(self: &Arc<Self>, job: impl FnOnce(&Client) + Send + 'static) {
+        let tx = self.retries.get_or_init(|| {
+            let (tx, rx) = unbounded::<Box<dyn FnOnce() + Send>>();
+            for i in 0..RETRY_THREADS {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("client-retry-{i}"))
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            job();
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start a client retry thread");
+                }
+            }
+            tx
+        });
+        let client = Arc::clone(self);
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || job(&client));
+        if let Err(e) = tx.send(job) {
+            // No retry thread could start: finish on the caller's thread.
+            (e.into_inner())();
         }
     }
 
@@ -439,6 +562,21 @@ impl Client {
         }
         None
     }
+}
+
+/// Errors after which another attempt may succeed.
+fn retryable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotLeader { .. }
+            | Error::Timeout
+            | Error::StoreStopped(_)
+            | Error::ServerIsBusy(_)
+            | Error::StaleCommand
+            | Error::EpochNotMatch { .. }
+            | Error::RegionNotFound { .. }
+            | Error::KeyNotInRegion { .. }
+    )
 }
 
 fn in_region(region: &Region, key: &[u8]) -> bool {

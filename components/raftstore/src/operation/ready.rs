@@ -7,9 +7,9 @@ use flotilla_proto::raftpb::{Message, MessageType};
 use flotilla_proto::serverpb::{HeartbeatEntry, RaftMessage};
 use flotilla_raft::{Ready, SnapshotStatus, StateRole};
 
+use crate::errors::Error;
 use crate::fsm::RoundCtx;
 use crate::raft::Peer;
-use crate::stats::StoreStats;
 
 impl Peer {
     /// Steps a raft message from another store.
@@ -74,7 +74,7 @@ impl Peer {
         }
         let mut rd = self.raft.ready();
         if let Some(ss) = rd.soft_state {
-            self.on_role_change(ss.raft_state, &ctx.stats);
+            self.on_role_change(ss.raft_state, ctx);
         }
         if !rd.read_states.is_empty() {
             self.on_read_states(std::mem::take(&mut rd.read_states));
@@ -121,17 +121,26 @@ impl Peer {
         ctx.pending.push((slot, rd));
     }
 
-    fn on_role_change(&mut self, role: StateRole, stats: &StoreStats) {
+    fn on_role_change(&mut self, role: StateRole, ctx: &mut RoundCtx) {
         let leading = role == StateRole::Leader;
         if leading && !self.leading {
-            stats.leaders_changed(1.0);
+            ctx.stats.leaders_changed(1.0);
             tracing::debug!(
                 region_id = self.region_id,
                 term = self.raft.raft.term,
                 "became leader"
             );
         } else if !leading && self.leading {
-            stats.leaders_changed(-1.0);
+            ctx.stats.leaders_changed(-1.0);
+            // Proposals still waiting may yet commit under the next leader,
+            // or be overwritten; this peer can no longer tell its proposers
+            // which. They hear StaleCommand now (outcome unknown: a client
+            // retries, at least once) rather than nothing until this peer
+            // rejoins the group.
+            for p in self.proposals.drain(..) {
+                ctx.answers
+                    .push(Box::new(move || (p.cb)(Err(Error::StaleCommand))));
+            }
         }
         self.leading = leading;
         if !leading {
