@@ -124,6 +124,9 @@ pub struct Report {
     pub rounds_fraction_of_raw_sync_rate: Option<f64>,
     /// The stores' raw counters over the run.
     pub counters: Option<StoreCounters>,
+    /// Why the run could not be made (in a sweep, which goes on); every
+    /// figure is then zero or null.
+    pub error: Option<String>,
 }
 
 /// Latency (microseconds) at percentile `p`, in milliseconds.
@@ -236,6 +239,22 @@ impl Report {
             ceiling_fraction: persisted.zip(ceiling_entries).map(|(p, c)| p / c),
             rounds_fraction_of_raw_sync_rate: rounds_per_sec.zip(raw_syncs).map(|(r, c)| r / c),
             counters,
+            error: None,
+        }
+    }
+
+    /// A run that could not be made, and why.
+    pub fn failed(s: Setting, error: String) -> Report {
+        let client = ClientSide {
+            hist: Histogram::new(3).expect("valid histogram"),
+            errors: 0,
+            secs: 0.0,
+            timeline: Vec::new(),
+            cpu_secs: None,
+        };
+        Report {
+            error: Some(error),
+            ..Report::build(s, &client, None, None, None)
         }
     }
 
@@ -411,5 +430,8 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert!(json["syncs_per_sec"].is_null() && json["ceiling_fraction"].is_null());
         assert_eq!(r.ops_per_sec, 0.0);
+        let failed = Report::failed(setting(), "no leader".into());
+        assert_eq!(serde_json::to_value(&failed).unwrap()["error"], "no leader");
+        assert_eq!(failed.ops, 0);
     }
 }

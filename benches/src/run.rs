@@ -22,6 +22,17 @@ use crate::plot;
 use crate::report::{ClientSide, Report, Setting, StoreCounters};
 use crate::workload::{Keys, Op, key};
 
+/// How long every region may take to take its first write.
+const WARM_UP_PATIENCE: Duration = Duration::from_secs(120);
+
+fn is_transient(e: &flotilla_raftstore::Error) -> bool {
+    use flotilla_raftstore::Error as E;
+    matches!(
+        e,
+        E::Timeout | E::NotLeader { .. } | E::StaleCommand | E::ServerIsBusy(_)
+    )
+}
+
 /// The longest latency recorded, microseconds; slower operations count as
 /// this.
 const LATENCY_MAX_US: u64 = 60_000_000;
@@ -58,9 +69,29 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
     for &regions in &args.regions {
         for mode in [Mode::Batched, Mode::Naive] {
             println!("== {regions} regions, {mode:?}");
-            let r = run_one(&args.common, regions, mode, &[])?;
-            print!("{}", r.render());
-            rows.push(r);
+            match run_one(&args.common, regions, mode, &[]) {
+                Ok(r) => {
+                    print!("{}", r.render());
+                    rows.push(r);
+                }
+                Err(e) => {
+                    // A cluster that cannot serve is a result too.
+                    println!("  failed: {e:#}");
+                    rows.push(Report::failed(
+                        Setting {
+                            mode,
+                            workload: args.common.workload,
+                            distribution: args.common.distribution,
+                            stores: args.common.stores,
+                            regions,
+                            concurrency: args.common.concurrency,
+                            value_bytes: args.common.value_bytes,
+                            keys: args.common.keys,
+                        },
+                        format!("{e:#}"),
+                    ));
+                }
+            }
         }
     }
     println!();
@@ -78,11 +109,18 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
     for pair in rows.chunks(2) {
         let [b, n] = pair else { continue };
         let f = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
+        let ops = |r: &Report| {
+            if r.error.is_some() {
+                "failed".to_string()
+            } else {
+                format!("{:.0}", r.ops_per_sec)
+            }
+        };
         println!(
-            "{:>8} {:>12.0} {:>12.0} {:>7.1}x {:>14} {:>14} {:>16} {:>16}",
+            "{:>8} {:>12} {:>12} {:>7.1}x {:>14} {:>14} {:>16} {:>16}",
             b.regions,
-            b.ops_per_sec,
-            n.ops_per_sec,
+            ops(b),
+            ops(n),
             b.ops_per_sec / n.ops_per_sec.max(1e-9),
             f(b.syncs_per_round),
             f(n.syncs_per_round),
@@ -138,8 +176,16 @@ pub fn run_one(
         let starts: Vec<Bytes> = std::iter::once(Bytes::from_static(b"k0000000"))
             .chain(split_keys(regions))
             .collect();
+        // Many regions elect slowly on a small machine: keep trying each
+        // for a while before calling the cluster unable to serve.
+        let patience = Instant::now() + WARM_UP_PATIENCE;
         each_in_parallel(&starts, common.concurrency.min(64), |k| {
-            client.put(k.clone(), Bytes::from_static(b"warm")).map(drop)
+            loop {
+                match client.put(k.clone(), Bytes::from_static(b"warm")) {
+                    Err(e) if Instant::now() < patience && is_transient(&e) => {}
+                    r => return r,
+                }
+            }
         })
         .context("writing every region once")?;
     }
