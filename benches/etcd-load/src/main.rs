@@ -16,7 +16,11 @@ use rand_chacha::ChaCha8Rng;
 #[derive(Debug, Parser)]
 struct Args {
     /// The cluster's client endpoints.
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
+    )]
     endpoints: Vec<String>,
     /// Requests in flight.
     #[arg(long, default_value_t = 256)]
