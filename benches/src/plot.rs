@@ -105,8 +105,8 @@ pub fn draw_sweep(path: &Path, rows: &[Report]) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "ops/s against regions ({:?}, {} in flight, {} stores)",
-                first.map(|r| r.workload),
+                "ops/s against regions ({}, {} in flight, {} stores)",
+                first.map_or_else(String::new, |r| format!("{:?}", r.workload)),
                 first.map_or(0, |r| r.concurrency),
                 first.map_or(0, |r| r.stores)
             ),

@@ -213,6 +213,24 @@ mod tests {
     }
 
     #[test]
+    fn connections_beyond_the_bound_are_closed_and_the_others_served() {
+        let cfg = ClientServiceConfig {
+            connections_max: 1,
+            ..Default::default()
+        };
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let svc = ClientService::start(l, Arc::new(MapStore::default()), cfg).unwrap();
+        let first = RemoteStore::connect(svc.local_addr(), RemoteConfig::default()).unwrap();
+        let second = RemoteStore::connect(svc.local_addr(), RemoteConfig::default());
+        assert!(
+            second.is_err(),
+            "the second connection is closed on arrival"
+        );
+        assert_eq!(svc.stats().refused, 1);
+        wait(|cb| first.write(put("a", "1"), cb)).expect("the first is still served");
+    }
+
+    #[test]
     fn requests_beyond_the_in_flight_bound_are_refused_as_busy() {
         /// A store that never answers writes.
         struct Silent(Mutex<Vec<Callback<()>>>);

@@ -31,6 +31,9 @@ pub struct ClientServiceConfig {
     /// Requests one connection may have in flight; more are answered
     /// `ServerIsBusy` at once.
     pub inflight_per_connection_max: usize,
+    /// Open connections at most (each costs two threads); more are closed
+    /// as they arrive.
+    pub connections_max: usize,
 }
 
 impl Default for ClientServiceConfig {
@@ -38,6 +41,7 @@ impl Default for ClientServiceConfig {
         ClientServiceConfig {
             frame_bytes_max: 64 << 20,
             inflight_per_connection_max: 4096,
+            connections_max: 1024,
         }
     }
 }
@@ -53,6 +57,8 @@ pub struct ClientServiceStats {
     pub rejected: u64,
     /// Requests answered `ServerIsBusy` for too many in flight.
     pub busy: u64,
+    /// Connections closed on arrival because `connections_max` were open.
+    pub refused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +67,7 @@ struct Counters {
     requests: AtomicU64,
     rejected: AtomicU64,
     busy: AtomicU64,
+    refused: AtomicU64,
 }
 
 struct Shared {
@@ -130,6 +137,7 @@ impl ClientService {
             requests: c.requests.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             busy: c.busy.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -155,6 +163,12 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, peer)) => {
+                if shared.open.lock().len() >= shared.cfg.connections_max {
+                    shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, "refusing a client connection: too many open");
+                    drop(stream);
+                    continue;
+                }
                 if let Err(e) = serve_connection(shared, stream) {
                     tracing::warn!(%peer, error = %e, "cannot serve a client connection");
                 }
