@@ -67,12 +67,9 @@ fn key_in(region: &Region) -> Vec<u8> {
     }
 }
 
-#[test]
-fn a_round_in_which_100_regions_write_issues_one_synced_write_and_one_frame_per_store() {
-    let mut c = led_by_store_1(100);
-    let before = c.stores[&1].stats();
-    let sink_before = c.sinks[&1].counts();
-    let links_before = (c.net.link_counts(1, 2), c.net.link_counts(1, 3));
+/// Store 1 takes one write for every region, then runs ONE round (which
+/// must hold them all); the count of writes answered so far comes back.
+fn write_every_region_in_one_round(c: &mut ManualCluster) -> Arc<AtomicUsize> {
     let answered = Arc::new(AtomicUsize::new(0));
     let router = c.stores[&1].router();
     for r in &c.regions {
@@ -86,7 +83,17 @@ fn a_round_in_which_100_regions_write_issues_one_synced_write_and_one_frame_per_
         );
     }
     let handled = c.stores.get_mut(&1).expect("store 1").run_round();
-    assert_eq!(handled, 100, "all 100 regions in one round");
+    assert_eq!(handled, c.regions.len(), "every region in one round");
+    answered
+}
+
+#[test]
+fn a_round_in_which_100_regions_write_issues_one_synced_write_and_one_frame_per_store() {
+    let mut c = led_by_store_1(100);
+    let before = c.stores[&1].stats();
+    let sink_before = c.sinks[&1].counts();
+    let links_before = (c.net.link_counts(1, 2), c.net.link_counts(1, 3));
+    let answered = write_every_region_in_one_round(&mut c);
     let after = c.stores[&1].stats();
     assert_eq!(after.rounds - before.rounds, 1);
     assert_eq!(
@@ -174,20 +181,7 @@ fn without_cross_region_batching_each_region_syncs_and_sends_on_its_own() {
     let before = c.stores[&1].stats();
     let sink_before = c.sinks[&1].counts();
     let link_before = c.net.link_counts(1, 2);
-    let answered = Arc::new(AtomicUsize::new(0));
-    let router = c.stores[&1].router();
-    for r in &c.regions {
-        let answered = answered.clone();
-        router.write(
-            put_cmd(r, &key_in(r)),
-            Box::new(move |res| {
-                res.expect("write applies");
-                answered.fetch_add(1, Ordering::SeqCst);
-            }),
-        );
-    }
-    let handled = c.stores.get_mut(&1).expect("store 1").run_round();
-    assert_eq!(handled, 100, "all 100 regions in one round");
+    let answered = write_every_region_in_one_round(&mut c);
     let after = c.stores[&1].stats();
     assert_eq!(after.rounds - before.rounds, 1);
     assert_eq!(

@@ -9,7 +9,7 @@
 //! request reconnects.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,8 +26,8 @@ use flotilla_raftstore::{Callback, Error, ReadRequest, ReadResponse, StoreDirect
 use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
 
-use super::wire::{error_from_wire, read_to_wire};
-use crate::frame::{FrameDecoder, FrameKind, encode_into};
+use super::wire::{error_from_wire, read_messages, read_to_wire};
+use crate::frame::{FrameKind, encode_into};
 
 /// How a remote client connects.
 #[derive(Debug, Clone)]
@@ -216,40 +216,19 @@ impl Drop for RemoteStore {
 
 /// Reads answers until the connection ends or sends garbage.
 fn read_answers(conn: &Conn, mut stream: TcpStream, frame_bytes_max: u64) {
-    let mut decoder = FrameDecoder::new(frame_bytes_max);
-    let mut scratch = vec![0u8; 64 << 10];
-    loop {
-        let n = match stream.read(&mut scratch) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        decoder.extend(&scratch[..n]);
-        loop {
-            let resp = match decoder.next_frame() {
-                Ok(None) => break,
-                Ok(Some((FrameKind::ClientResponse, payload))) => {
-                    match Response::decode(payload.as_slice()) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "an undecodable answer; closing");
-                            return;
-                        }
-                    }
-                }
-                Ok(Some((kind, _))) => {
-                    tracing::warn!(?kind, "not an answer; closing");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a bad frame from the store; closing");
-                    return;
-                }
-            };
+    let read = read_messages(
+        &mut stream,
+        FrameKind::ClientResponse,
+        frame_bytes_max,
+        |resp: Response| {
             let waiting = conn.pending.lock().remove(&resp.id);
             if let Some(p) = waiting {
                 p.complete(resp.result);
             }
-        }
+        },
+    );
+    if let Err(reason) = read {
+        tracing::warn!(%reason, "a bad answer from the store; closing");
     }
 }
 

@@ -5,7 +5,7 @@
 //! write when they come together.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,8 +20,8 @@ use flotilla_raftstore::{Error, StoreHandle};
 use parking_lot::Mutex;
 use prost::Message as _;
 
-use super::wire::{answer_to_wire, error_to_wire, read_from_wire};
-use crate::frame::{FrameDecoder, FrameKind, encode_into};
+use super::wire::{answer_to_wire, error_to_wire, read_from_wire, read_messages};
+use crate::frame::{FrameKind, encode_into};
 
 /// Bounds of the client service.
 #[derive(Debug, Clone)]
@@ -225,33 +225,16 @@ fn write_loop(mut stream: TcpStream, answers: &Receiver<Vec<u8>>) {
 }
 
 fn read_loop(shared: &Arc<Shared>, mut stream: TcpStream, answers: &Sender<Vec<u8>>) {
-    let mut decoder = FrameDecoder::new(shared.cfg.frame_bytes_max);
-    let mut scratch = vec![0u8; 64 << 10];
     let inflight = Arc::new(AtomicUsize::new(0));
-    loop {
-        let n = match stream.read(&mut scratch) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        decoder.extend(&scratch[..n]);
-        loop {
-            let req = match decoder.next_frame() {
-                Ok(None) => break,
-                Ok(Some((FrameKind::ClientRequest, payload))) => {
-                    Request::decode(payload.as_slice()).map_err(|e| format!("request: {e}"))
-                }
-                Ok(Some((kind, _))) => Err(format!("a {kind:?} frame on a client connection")),
-                Err(e) => Err(e.to_string()),
-            };
-            match req {
-                Ok(req) => handle(shared, req, answers, &inflight),
-                Err(reason) => {
-                    shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%reason, "rejected a client frame; closing its connection");
-                    return;
-                }
-            }
-        }
+    let read = read_messages(
+        &mut stream,
+        FrameKind::ClientRequest,
+        shared.cfg.frame_bytes_max,
+        |req: Request| handle(shared, req, answers, &inflight),
+    );
+    if let Err(reason) = read {
+        shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%reason, "rejected a client frame; closing its connection");
     }
 }
 

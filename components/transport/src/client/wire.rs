@@ -8,6 +8,35 @@ use flotilla_proto::clientpb::{
 };
 use flotilla_raftstore::{Error, ReadRequest, ReadResponse};
 
+use crate::frame::{FrameDecoder, FrameKind};
+
+/// Reads frames of `kind`, each a prost `M`, from a blocking `stream` and
+/// hands each to `on`, until the stream ends (`Ok`) or carries anything
+/// else (`Err`, with the reason).
+pub(crate) fn read_messages<M: prost::Message + Default>(
+    stream: &mut std::net::TcpStream,
+    kind: FrameKind,
+    frame_bytes_max: u64,
+    mut on: impl FnMut(M),
+) -> Result<(), String> {
+    use std::io::Read as _;
+    let mut decoder = FrameDecoder::new(frame_bytes_max);
+    let mut scratch = vec![0u8; 64 << 10];
+    loop {
+        let n = match stream.read(&mut scratch) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(n) => n,
+        };
+        decoder.extend(&scratch[..n]);
+        while let Some((k, payload)) = decoder.next_frame().map_err(|e| e.to_string())? {
+            if k != kind {
+                return Err(format!("a {k:?} frame where {kind:?} frames belong"));
+            }
+            on(M::decode(payload.as_slice()).map_err(|e| format!("{kind:?}: {e}"))?);
+        }
+    }
+}
+
 /// A store error as it travels.
 pub(crate) fn error_to_wire(e: &Error) -> clientpb::Error {
     let kind = match e {
