@@ -140,6 +140,33 @@ impl<'a> Reader<'a> {
         Ok(Some(e))
     }
 
+    /// The index of the last stored log entry of `region_id`, if any.
+    pub(crate) fn last_raft_index(&self, region_id: u64) -> Result<Option<u64>> {
+        let cf = self.cf(CF_RAFT_LOG);
+        let mut opts = Self::read_options();
+        opts.set_iterate_lower_bound(keys::raft_log_key(region_id, 0).to_vec());
+        opts.set_iterate_upper_bound(keys::raft_log_region_end(region_id));
+        let mut it: DBRawIterator<'_> = match self.snapshot {
+            Some(s) => s.raw_iterator_cf_opt(cf, opts),
+            None => self.db.raw_iterator_cf_opt(cf, opts),
+        };
+        it.seek_to_last();
+        let last = match it.key() {
+            Some(k) => {
+                let (id, index) = keys::decode_raft_log_key(k)?;
+                if id != region_id {
+                    return Err(Error::corruption(format!(
+                        "log key of region {id} inside the log range of region {region_id}"
+                    )));
+                }
+                Some(index)
+            }
+            None => None,
+        };
+        it.status()?;
+        Ok(last)
+    }
+
     fn get_message<M: prost::Message + Default>(
         &self,
         cf: &str,

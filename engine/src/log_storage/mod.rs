@@ -31,6 +31,9 @@ pub struct RegionLogStorage {
     engine: Engine,
     region_state: RegionLocalState,
     hard_state: HardState,
+    // The term and vote of the stored RaftLocalState: the record is written
+    // only when they change (or at creation and snapshot installation).
+    stored_term_vote: (u64, u64),
     // Invariant: truncated_index <= last_index, and every index in
     // (truncated_index, last_index] has an entry on disk (or in the batch
     // being filled).
@@ -57,6 +60,7 @@ impl RegionLogStorage {
             engine: engine.clone(),
             region_state,
             hard_state: HardState::default(),
+            stored_term_vote: (0, 0),
             last_index: 0,
             applied_index: 0,
             applied_term: 0,
@@ -74,7 +78,7 @@ impl RegionLogStorage {
             region: Some(region),
             state: RegionState::Normal as i32,
         };
-        let s = Self::new_in_memory(engine, state);
+        let mut s = Self::new_in_memory(engine, state);
         wb.put_region_state(s.region_id, &s.region_state);
         s.put_raft_state(wb);
         s.put_apply_state(wb);
@@ -104,33 +108,40 @@ impl RegionLogStorage {
         }
         let truncated = apply.truncated_state.unwrap_or_default();
         let mut s = Self::new_in_memory(engine, region_state);
-        s.hard_state = raft_state.hard_state.unwrap_or_default();
-        s.last_index = raft_state.last_index;
+        let hard_state = raft_state.hard_state.unwrap_or_default();
+        s.stored_term_vote = (hard_state.term, hard_state.vote);
+        s.hard_state = hard_state;
         (s.applied_index, s.applied_term) = (apply.applied_index, apply.applied_term);
         (s.truncated_index, s.truncated_term) = (truncated.index, truncated.term);
+        // The log is authoritative for its last index (appends do not
+        // rewrite the raft state), and everything applied was committed.
+        let last_stored = reader.last_raft_index(region_id)?;
+        s.last_index = last_stored.unwrap_or(0).max(s.truncated_index);
+        s.hard_state.commit = s.hard_state.commit.max(s.applied_index);
         s.check_loaded()?;
         Ok(s)
     }
 
-    /// Checks what `load` read: the states agree with each other, and the
-    /// log's last entry is there.
+    /// Checks what `load` read: the states agree with each other and with
+    /// the log.
     fn check_loaded(&self) -> Result<()> {
         let id = self.region_id;
-        if self.truncated_index > self.last_index || self.truncated_index > self.applied_index {
+        if self.truncated_index > self.applied_index {
             return Err(Error::corruption(format!(
-                "region {id}: truncated index {} above last index {} or applied index {}",
-                self.truncated_index, self.last_index, self.applied_index
+                "region {id}: truncated index {} above applied index {}",
+                self.truncated_index, self.applied_index
             )));
         }
-        if self.last_index > self.truncated_index
-            && self
-                .engine
-                .reader()
-                .raft_entry(id, self.last_index)?
-                .is_none()
-        {
+        if self.applied_index > self.last_index || self.hard_state.commit > self.last_index {
             return Err(Error::corruption(format!(
-                "region {id}: last index {} has no entry",
+                "region {id}: applied index {} or commit index {} past the log's last index {}",
+                self.applied_index, self.hard_state.commit, self.last_index
+            )));
+        }
+        let first = self.truncated_index + 1;
+        if self.last_index >= first && self.engine.reader().raft_entry(id, first)?.is_none() {
+            return Err(Error::corruption(format!(
+                "region {id}: the log ends at {} but has no entry at its first index {first}",
                 self.last_index
             )));
         }
@@ -175,8 +186,9 @@ impl RegionLogStorage {
         (self.cache.len(), self.cache.bytes())
     }
 
-    fn put_raft_state(&self, wb: &mut WriteBatch) {
+    fn put_raft_state(&mut self, wb: &mut WriteBatch) {
         wb.put_raft_state(self.region_id, &self.hard_state, self.last_index);
+        self.stored_term_vote = (self.hard_state.term, self.hard_state.vote);
     }
 
     fn put_apply_state(&self, wb: &mut WriteBatch) {
@@ -225,15 +237,19 @@ impl RegionLogStorage {
         for index in new_last + 1..=self.last_index {
             wb.delete_raft_entry(self.region_id, index);
         }
+        // No raft state write: a restart reads the last index off the log.
         self.last_index = new_last;
         self.cache.append(ents);
-        self.put_raft_state(wb);
     }
 
-    /// Records a new hard state.
+    /// Records a new hard state. Only a new term or vote is written (raft
+    /// needs those durable before it answers); a commit index alone stays in
+    /// memory, which saves a write per region per round.
     pub fn set_hard_state(&mut self, hard_state: HardState, wb: &mut WriteBatch) {
         self.hard_state = hard_state;
-        self.put_raft_state(wb);
+        if (hard_state.term, hard_state.vote) != self.stored_term_vote {
+            self.put_raft_state(wb);
+        }
     }
 
     /// Records that entries up to `index` (of `term`) are applied. Put it

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use flotilla_proto::metapb::{Peer, Region};
-use flotilla_proto::raftpb::Entry;
+use flotilla_proto::raftpb::{Entry, HardState};
 use flotilla_raft::{NO_LIMIT, Storage, StorageError, entry_size};
 
 use super::RegionLogStorage;
@@ -129,9 +129,24 @@ fn load_reports_malformed_or_inconsistent_state_as_corruption() {
             .unwrap_err()
             .is_corruption()
     );
-    // A last index with no entry behind it.
+    // A commit index past the log's end.
+    let past_end = HardState {
+        term: 1,
+        vote: 1,
+        commit: 9,
+    };
     let mut wb = engine.write_batch();
-    wb.put_raft_state(1, &Default::default(), 9);
+    wb.put_raft_state(1, &past_end, 9);
+    engine.write(wb, true).unwrap();
+    assert!(
+        RegionLogStorage::load(&engine, 1)
+            .unwrap_err()
+            .is_corruption()
+    );
+    // A log that does not start right after the truncation point.
+    let mut wb = engine.write_batch();
+    wb.put_raft_state(1, &HardState::default(), 5);
+    wb.delete_raft_entry(1, 1);
     engine.write(wb, true).unwrap();
     assert!(
         RegionLogStorage::load(&engine, 1)
@@ -161,4 +176,56 @@ fn reads_span_disk_and_cache_and_respect_max_bytes() {
     assert_eq!(s.entries(5, 11, 0).unwrap(), vec![ent(5, 1)]);
     assert_eq!(s.entries(8, 9, NO_LIMIT).unwrap(), vec![ent(8, 1)]);
     assert_eq!(s.entries(9, 9, NO_LIMIT).unwrap(), vec![]);
+}
+
+#[test]
+fn appends_and_commit_only_changes_write_no_raft_state() {
+    let (_dir, engine) = open(&EngineConfig::for_tests());
+    let mut s = region_with_entries(&engine, 0);
+    let hs = |vote, commit| HardState {
+        term: 1,
+        vote,
+        commit,
+    };
+    // A new term and vote are written with the entries: 3 + 1 records.
+    let mut wb = engine.write_batch();
+    s.append(&[ent(1, 1), ent(2, 1), ent(3, 1)], &mut wb);
+    s.set_hard_state(hs(1, 0), &mut wb);
+    assert_eq!((wb.stats().puts, wb.stats().raft_entries), (4, 3));
+    engine.write(wb, true).unwrap();
+    // Entries and a commit-only change: the entries alone.
+    let mut wb = engine.write_batch();
+    s.append(&[ent(4, 1), ent(5, 1)], &mut wb);
+    s.set_hard_state(hs(1, 4), &mut wb);
+    assert_eq!((wb.stats().puts, wb.stats().raft_entries), (2, 2));
+    engine.write(wb, true).unwrap();
+
+    // A restart reads the last index off the log; the commit index is the
+    // stored one until something past it is applied.
+    let loaded = RegionLogStorage::load(&engine, 1).unwrap();
+    assert_eq!(loaded.last_index().unwrap(), 5);
+    assert_eq!(loaded.hard_state(), hs(1, 0));
+    let mut wb = engine.write_batch();
+    s.set_applied(3, 1, &mut wb);
+    engine.write(wb, false).unwrap();
+    let loaded = RegionLogStorage::load(&engine, 1).unwrap();
+    assert_eq!(loaded.hard_state(), hs(1, 3));
+    assert_eq!(loaded.entries(1, 6, NO_LIMIT).unwrap().len(), 5);
+
+    // A conflicting suffix replaced by a shorter one: the log ends earlier.
+    let mut wb = engine.write_batch();
+    s.append(&[ent(4, 2)], &mut wb);
+    s.set_hard_state(
+        HardState {
+            term: 2,
+            vote: 2,
+            commit: 3,
+        },
+        &mut wb,
+    );
+    engine.write(wb, true).unwrap();
+    let loaded = RegionLogStorage::load(&engine, 1).unwrap();
+    assert_eq!(loaded.last_index().unwrap(), 4);
+    assert_eq!(loaded.term(4).unwrap(), 2);
+    assert_eq!((loaded.hard_state().term, loaded.hard_state().vote), (2, 2));
 }

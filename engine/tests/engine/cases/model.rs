@@ -60,11 +60,14 @@ impl Harness {
     fn step(&mut self, rng: &mut ChaCha8Rng) {
         let (first, last) = (self.model.rl().first_index(), self.model.rl().last_index());
         let (applied, model) = (self.applied, self.model.clone());
+        // As in raft: committed entries are never overwritten, and only
+        // committed entries are applied.
+        let commit = model.rl().hard_state().commit;
         let op = rng.random_range(0..10);
         if op == 9 {
             return self.restart();
         }
-        if op <= 3 && first.max(applied + 1) <= last {
+        if op <= 3 && first.max(commit + 1) <= last {
             self.term += 1; // the append below may overwrite a suffix
         }
         let term = self.term;
@@ -73,8 +76,8 @@ impl Harness {
         let mut wb = engine.write_batch();
         match op {
             0..=3 => {
-                // Append, possibly overwriting a suffix (never applied entries).
-                let from = rng.random_range(first.max(applied + 1)..=last + 1);
+                // Append, possibly overwriting a suffix (never committed entries).
+                let from = rng.random_range(first.max(commit + 1)..=last + 1);
                 let count = rng.random_range(1..=12);
                 let ents: Vec<_> = (from..from + count).map(|i| ent(i, term)).collect();
                 store.append(&ents, &mut wb);
@@ -84,13 +87,13 @@ impl Harness {
                 let hs = HardState {
                     term,
                     vote: rng.random_range(0..4),
-                    commit: last,
+                    commit: rng.random_range(commit..=last),
                 };
                 store.set_hard_state(hs, &mut wb);
                 model.wl().set_hard_state(hs);
             }
             5 | 6 => {
-                let to = rng.random_range(applied..=last);
+                let to = rng.random_range(applied..=commit.max(applied));
                 store.set_applied(to, model.term(to).unwrap(), &mut wb);
                 new_applied = to;
             }
@@ -112,6 +115,10 @@ impl Harness {
         self.live = None;
         let engine = Engine::open(self.dir.path(), &self.config).unwrap();
         let store = RegionLogStorage::load(&engine, id).unwrap();
+        assert!(
+            store.hard_state().commit >= self.applied,
+            "commit below applied after restart"
+        );
         self.live = Some((engine, store));
     }
 
@@ -120,7 +127,16 @@ impl Harness {
         let (first, last) = (m.first_index().unwrap(), m.last_index().unwrap());
         assert_eq!(s.first_index().unwrap(), first);
         assert_eq!(s.last_index().unwrap(), last);
-        assert_eq!(s.hard_state(), *m.rl().hard_state());
+        let (hs, model_hs) = (s.hard_state(), *m.rl().hard_state());
+        assert_eq!((hs.term, hs.vote), (model_hs.term, model_hs.vote));
+        // A commit index alone is not written: after a restart it may lag
+        // the model's (never below what was applied, see `restart`).
+        assert!(
+            hs.commit <= model_hs.commit,
+            "commit {} past the model's {}",
+            hs.commit,
+            model_hs.commit
+        );
         assert_eq!(s.applied().0, self.applied);
         for i in first - 1..=last {
             assert_eq!(s.term(i).unwrap(), m.term(i).unwrap(), "term({i})");
