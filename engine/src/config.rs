@@ -13,6 +13,12 @@ pub struct EngineConfig {
     /// cache): at 16 MiB instead of 64 MiB a local 3-store cluster took
     /// ~16% more writes per second at 1,024 in flight (docs/benchmarks.md).
     pub write_buffer_bytes: usize,
+    /// Memtable size of the two state column families (raft state, region
+    /// metadata), in bytes. They hold one small record per region that is
+    /// rewritten every round the region writes, so a large memtable is
+    /// mostly old versions of the same keys: a small one keeps the skip list
+    /// shallow and flushes to a few bytes.
+    pub state_write_buffer_bytes: usize,
     /// Total WAL size past which RocksDB flushes the column families that
     /// pin the oldest WAL file, in bytes.
     pub wal_total_bytes_max: u64,
@@ -35,6 +41,7 @@ impl Default for EngineConfig {
         Self {
             create_if_missing: true,
             write_buffer_bytes: 16 << 20,
+            state_write_buffer_bytes: 2 << 20,
             wal_total_bytes_max: 512 << 20,
             background_jobs: 2,
             compression: true,
@@ -51,6 +58,7 @@ impl EngineConfig {
     pub fn for_tests() -> Self {
         Self {
             write_buffer_bytes: 1 << 20,
+            state_write_buffer_bytes: 256 << 10,
             wal_total_bytes_max: 16 << 20,
             entry_cache_region_entries_max: 64,
             entry_cache_region_bytes_max: 64 << 10,

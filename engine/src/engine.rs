@@ -17,7 +17,7 @@ use crate::batch::{WriteBatch, WriteStats};
 use crate::config::EngineConfig;
 use crate::entry_cache::EntryCacheBudget;
 use crate::error::{Error, Result};
-use crate::keys::{self, ALL_CFS, CF_DATA, CF_DEFAULT, CF_RAFT_LOG};
+use crate::keys::{self, ALL_CFS, CF_DATA, CF_DEFAULT, CF_RAFT_LOG, CF_RAFT_STATE, CF_REGION_META};
 use crate::read::{KvPair, Reader, cf_handle};
 use crate::snapshot::EngineSnapshot;
 
@@ -69,7 +69,12 @@ fn db_options(config: &EngineConfig) -> Options {
 
 fn cf_options(name: &str, config: &EngineConfig) -> Options {
     let mut opts = Options::default();
-    opts.set_write_buffer_size(config.write_buffer_bytes);
+    let state_cf = name == CF_RAFT_STATE || name == CF_REGION_META;
+    opts.set_write_buffer_size(if state_cf {
+        config.state_write_buffer_bytes
+    } else {
+        config.write_buffer_bytes
+    });
     let compress = config.compression && (name == CF_DATA || name == CF_RAFT_LOG);
     opts.set_compression_type(if compress {
         DBCompressionType::Lz4
