@@ -8,10 +8,12 @@ pub struct EngineConfig {
     /// Create the database (and its column families) if it does not exist.
     /// When false, opening a missing database is an error.
     pub create_if_missing: bool,
-    /// Memtable size of each column family, in bytes. Smaller memtables
-    /// make each insert cheaper (a shallower skip list, more of it in
-    /// cache): at 16 MiB instead of 64 MiB a local 3-store cluster took
-    /// ~16% more writes per second at 1,024 in flight (docs/benchmarks.md).
+    /// Memtable size of the data and raft log column families, in bytes.
+    /// Smaller memtables make each insert cheaper (a shallower skip list,
+    /// more of it in cache; the insert's search is the largest single CPU
+    /// cost of a replicated write): a local 3-store cluster at 1,024 in
+    /// flight took ~16% more writes per second at 16 MiB than at 64 MiB,
+    /// and ~7% more again at 4 MiB (docs/benchmarks.md).
     pub write_buffer_bytes: usize,
     /// Memtable size of the two state column families (raft state, region
     /// metadata), in bytes. They hold one small record per region that is
@@ -40,7 +42,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             create_if_missing: true,
-            write_buffer_bytes: 16 << 20,
+            write_buffer_bytes: 4 << 20,
             state_write_buffer_bytes: 2 << 20,
             wal_total_bytes_max: 512 << 20,
             background_jobs: 2,
