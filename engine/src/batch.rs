@@ -132,6 +132,16 @@ impl WriteBatch {
         self.delete(CF_RAFT_LOG, &keys::raft_log_key(region_id, index));
     }
 
+    /// Deletes the region's log entries in `[from, to)`, with one range
+    /// tombstone.
+    pub(crate) fn delete_raft_entries(&mut self, region_id: u64, from: u64, to: u64) {
+        let lower = keys::raft_log_key(region_id, from);
+        let upper = keys::raft_log_key(region_id, to);
+        let cf = cf_handle(self.engine.db(), CF_RAFT_LOG);
+        self.raw.delete_range_cf(cf, &lower[..], &upper[..]);
+        self.stats.range_deletes += 1;
+    }
+
     /// Deletes every log entry of the region, with one range tombstone.
     pub(crate) fn delete_raft_log(&mut self, region_id: u64) {
         let lower = keys::raft_log_key(region_id, 0);

@@ -8,13 +8,19 @@ pub struct EngineConfig {
     /// Create the database (and its column families) if it does not exist.
     /// When false, opening a missing database is an error.
     pub create_if_missing: bool,
-    /// Memtable size of the data and raft log column families, in bytes.
+    /// Memtable size of the data column family (and the default one), in bytes.
     /// Smaller memtables make each insert cheaper (a shallower skip list,
     /// more of it in cache; the insert's search is the largest single CPU
     /// cost of a replicated write): a local 3-store cluster at 1,024 in
     /// flight took ~16% more writes per second at 16 MiB than at 64 MiB,
     /// and ~7% more again at 4 MiB (docs/benchmarks.md).
     pub write_buffer_bytes: usize,
+    /// Memtable size of the raft log column family, in bytes. Entries are
+    /// deleted soon after they apply (log garbage collection); a memtable
+    /// that outlives them flushes only the deletion instead of writing the
+    /// entries to an SST and compacting them away later. Appends are
+    /// sequential per region, so the size hardly affects insert cost.
+    pub raft_log_write_buffer_bytes: usize,
     /// Memtable size of the two state column families (raft state, region
     /// metadata), in bytes. They hold one small record per region that is
     /// rewritten every round the region writes, so a large memtable is
@@ -43,6 +49,7 @@ impl Default for EngineConfig {
         Self {
             create_if_missing: true,
             write_buffer_bytes: 4 << 20,
+            raft_log_write_buffer_bytes: 32 << 20,
             state_write_buffer_bytes: 2 << 20,
             wal_total_bytes_max: 512 << 20,
             background_jobs: 2,
@@ -60,6 +67,7 @@ impl EngineConfig {
     pub fn for_tests() -> Self {
         Self {
             write_buffer_bytes: 1 << 20,
+            raft_log_write_buffer_bytes: 1 << 20,
             state_write_buffer_bytes: 256 << 10,
             wal_total_bytes_max: 16 << 20,
             entry_cache_region_entries_max: 64,

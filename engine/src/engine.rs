@@ -69,18 +69,21 @@ fn db_options(config: &EngineConfig) -> Options {
 
 fn cf_options(name: &str, config: &EngineConfig) -> Options {
     let mut opts = Options::default();
-    let state_cf = name == CF_RAFT_STATE || name == CF_REGION_META;
-    opts.set_write_buffer_size(if state_cf {
-        config.state_write_buffer_bytes
-    } else {
-        config.write_buffer_bytes
+    opts.set_write_buffer_size(match name {
+        CF_RAFT_STATE | CF_REGION_META => config.state_write_buffer_bytes,
+        CF_RAFT_LOG => config.raft_log_write_buffer_bytes,
+        _ => config.write_buffer_bytes,
     });
     let compress = config.compression && (name == CF_DATA || name == CF_RAFT_LOG);
-    opts.set_compression_type(if compress {
-        DBCompressionType::Lz4
+    if compress {
+        // The first two levels are rewritten soonest (and the raft log
+        // rarely lives past them): compressing them costs CPU on every
+        // flush and compaction for little space.
+        use DBCompressionType::{Lz4, None as Plain};
+        opts.set_compression_per_level(&[Plain, Plain, Lz4, Lz4, Lz4, Lz4, Lz4]);
     } else {
-        DBCompressionType::None
-    });
+        opts.set_compression_type(DBCompressionType::None);
+    }
     opts
 }
 

@@ -305,9 +305,9 @@ impl RegionLogStorage {
             self.applied_index
         );
         let term = self.entry_term(index - 1)?;
-        for i in first..index {
-            wb.delete_raft_entry(self.region_id, i);
-        }
+        // One range tombstone, not one per entry: the flush of a memtable
+        // that still holds the entries drops them all for one record.
+        wb.delete_raft_entries(self.region_id, first, index);
         (self.truncated_index, self.truncated_term) = (index - 1, term);
         self.cache.compact_to(index);
         self.put_apply_state(wb);

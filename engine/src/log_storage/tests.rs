@@ -229,3 +229,26 @@ fn appends_and_commit_only_changes_write_no_raft_state() {
     assert_eq!(loaded.term(4).unwrap(), 2);
     assert_eq!((loaded.hard_state().term, loaded.hard_state().vote), (2, 2));
 }
+
+#[test]
+fn log_gc_deletes_with_one_range_tombstone() {
+    let (_dir, engine) = open(&EngineConfig::for_tests());
+    let mut s = region_with_entries(&engine, 20);
+    let mut wb = engine.write_batch();
+    s.set_applied(15, 1, &mut wb);
+    engine.write(wb, false).unwrap();
+    let mut wb = engine.write_batch();
+    s.compact_to(11, &mut wb).unwrap();
+    let stats = wb.stats();
+    assert_eq!((stats.range_deletes, stats.deletes), (1, 0));
+    engine.write(wb, true).unwrap();
+    assert_eq!(
+        engine.raft_log_indexes(1).unwrap(),
+        (11..=20).collect::<Vec<_>>()
+    );
+    let loaded = RegionLogStorage::load(&engine, 1).unwrap();
+    assert_eq!(
+        (loaded.first_index().unwrap(), loaded.last_index().unwrap()),
+        (11, 20)
+    );
+}
