@@ -41,6 +41,8 @@ pub struct WriteBatch {
     stats: WriteStats,
     // Reused for data keys, which need a prefix byte before the user key.
     key_buf: Vec<u8>,
+    // Reused for encoded log entries (the batch copies the bytes).
+    value_buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for WriteBatch {
@@ -58,6 +60,7 @@ impl WriteBatch {
             raw: rocksdb::WriteBatch::default(),
             stats: WriteStats::default(),
             key_buf: Vec::new(),
+            value_buf: Vec::new(),
         }
     }
 
@@ -123,8 +126,11 @@ impl WriteBatch {
 
     pub(crate) fn put_raft_entry(&mut self, region_id: u64, e: &Entry) {
         let key = keys::raft_log_key(region_id, e.index);
-        // One allocation per entry; the batch copies the bytes anyway.
-        self.put(CF_RAFT_LOG, &key, &e.encode_to_vec());
+        let mut buf = std::mem::take(&mut self.value_buf);
+        buf.clear();
+        e.encode(&mut buf).expect("a Vec grows as needed");
+        self.put(CF_RAFT_LOG, &key, &buf);
+        self.value_buf = buf;
         self.stats.raft_entries += 1;
     }
 
