@@ -11,7 +11,7 @@ use flotilla_proto::ProstMessage as _;
 use flotilla_proto::metapb::Peer;
 use flotilla_proto::raftpb::{Entry, Message, MessageType};
 use flotilla_proto::serverpb::{RaftMessage, StoreBatch};
-use flotilla_transport::frame::{FrameDecoder, FrameKind, encode_message_into};
+use flotilla_transport::frame::{FrameDecoder, FrameKind, encode_into};
 
 fn batch(messages: u64) -> StoreBatch {
     StoreBatch {
@@ -60,7 +60,7 @@ fn codec(c: &mut Criterion) {
             let mut out = Vec::new();
             bench.iter(|| {
                 out.clear();
-                encode_message_into(FrameKind::Batch, b, &mut out);
+                encode_into(FrameKind::Batch, &b.encode_to_vec(), &mut out);
                 out.len()
             });
         });
@@ -72,7 +72,7 @@ fn codec(c: &mut Criterion) {
         // 64 frames back to back, as a busy connection carries them.
         let mut stream = Vec::new();
         for _ in 0..64 {
-            encode_message_into(FrameKind::Batch, &batch(n), &mut stream);
+            encode_into(FrameKind::Batch, &batch(n).encode_to_vec(), &mut stream);
         }
         group.throughput(Throughput::Elements(64 * n));
         group.bench_with_input(BenchmarkId::from_parameter(n), &stream, |bench, stream| {

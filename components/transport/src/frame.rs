@@ -67,23 +67,6 @@ pub enum FrameError {
     Checksum,
 }
 
-/// Appends one frame holding the encoding of `msg` to `out`, encoding it in
-/// place (no intermediate buffer).
-pub fn encode_message_into(kind: FrameKind, msg: &impl prost::Message, out: &mut Vec<u8>) {
-    let len = u32::try_from(msg.encoded_len()).expect("payloads are bounded far below 4 GiB");
-    let start = out.len();
-    out.reserve(HEADER_BYTES + len as usize);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.push(kind as u8);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&[0; 4]); // the checksum, once the payload is in
-    msg.encode_raw(out);
-    let crc = crc32c::crc32c(&out[start + HEADER_BYTES..]);
-    out[start + 12..start + HEADER_BYTES].copy_from_slice(&crc.to_be_bytes());
-}
-
 /// Appends one frame holding `payload` to `out`.
 pub fn encode_into(kind: FrameKind, payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).expect("payloads are bounded far below 4 GiB");
@@ -198,28 +181,6 @@ mod tests {
         let mut out = Vec::new();
         encode_into(kind, payload, &mut out);
         out
-    }
-
-    #[test]
-    fn a_message_encoded_in_place_is_the_frame_of_its_encoding() {
-        use prost::Message as _;
-        let hello = flotilla_proto::serverpb::Hello {
-            from_store: 7,
-            to_store: 9,
-        };
-        let mut out = vec![1, 2, 3]; // frames append after what is there
-        encode_message_into(FrameKind::Hello, &hello, &mut out);
-        let mut expected = vec![1, 2, 3];
-        encode_into(FrameKind::Hello, &hello.encode_to_vec(), &mut expected);
-        assert_eq!(out, expected);
-        let mut d = FrameDecoder::new(1 << 20);
-        d.extend(&out[3..]);
-        let (kind, payload) = d.next_frame().unwrap().unwrap();
-        assert_eq!(kind, FrameKind::Hello);
-        assert_eq!(
-            flotilla_proto::serverpb::Hello::decode(payload.as_slice()).unwrap(),
-            hello
-        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use flotilla_raftstore::transport::Deliver;
 use parking_lot::Mutex;
 use prost::Message as _;
 
-use crate::frame::{FrameDecoder, FrameKind, encode_into, encode_message_into};
+use crate::frame::{FrameDecoder, FrameKind, encode_into};
 use crate::tcp::Shared;
 
 /// A store-wide byte rate shared by concurrent senders: each reservation
@@ -120,7 +120,7 @@ fn send_one(shared: &Shared, job: SnapshotJob) -> Result<u64, String> {
         .and_then(|()| stream.set_nodelay(true))
         .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    encode_message_into(FrameKind::SnapshotHeader, &header, &mut buf);
+    encode_into(FrameKind::SnapshotHeader, &header.encode_to_vec(), &mut buf);
     stream.write_all(&buf).map_err(|e| format!("header: {e}"))?;
     let chunk_bytes = cfg.snapshot_chunk_bytes.clamp(
         1,

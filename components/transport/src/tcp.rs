@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use prost::Message as _;
 
 use crate::config::TransportConfig;
-use crate::frame::{FrameDecoder, FrameKind, encode_message_into};
+use crate::frame::{FrameDecoder, FrameKind, encode_into};
 use crate::snapshot::{Pacer, SnapshotJob, run_sender};
 use crate::stats::{TransportStats, TransportStatsSnapshot};
 
@@ -175,7 +175,7 @@ impl Transport for TcpTransport {
             return Err(TransportError::Unreachable(to));
         }
         let mut frame = Vec::new();
-        encode_message_into(FrameKind::Batch, &batch, &mut frame);
+        encode_into(FrameKind::Batch, &batch.encode_to_vec(), &mut frame);
         {
             let mut queues = self.shared.queues.lock();
             let q = queues.entry(to).or_default();
@@ -667,7 +667,7 @@ impl EventLoop {
         ob.buf.clear();
         ob.written = 0;
         ob.frames_in_buf = 0;
-        encode_message_into(FrameKind::Hello, &hello, &mut ob.buf);
+        encode_into(FrameKind::Hello, &hello.encode_to_vec(), &mut ob.buf);
         ob.backoff = self.shared.cfg.reconnect_backoff_min;
         ob.state = OutState::Connected(stream, t);
         self.shared.stats.connected();
@@ -761,14 +761,13 @@ fn answer(stream: &mut TcpStream, region_id: u64, delivered: bool) {
         region_id,
         delivered,
     };
-    encode_message_into(FrameKind::SnapshotAck, &ack, &mut buf);
+    encode_into(FrameKind::SnapshotAck, &ack.encode_to_vec(), &mut buf);
     let _ = stream.write(&buf);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::encode_into;
 
     #[derive(Debug, Default)]
     struct Recorder {

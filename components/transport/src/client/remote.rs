@@ -24,9 +24,10 @@ use flotilla_proto::cmdpb::WriteCommand;
 use flotilla_proto::metapb::{Region, RegionEpoch};
 use flotilla_raftstore::{Callback, Error, ReadRequest, ReadResponse, StoreDirectory, StoreHandle};
 use parking_lot::{Mutex, RwLock};
+use prost::Message as _;
 
 use super::wire::{error_from_wire, read_messages, read_to_wire};
-use crate::frame::{FrameKind, encode_message_into};
+use crate::frame::{FrameKind, encode_into};
 
 /// How a remote client connects.
 #[derive(Debug, Clone)]
@@ -190,7 +191,7 @@ impl RemoteStore {
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let req = Request { id, cmd: Some(cmd) };
         let mut frame = Vec::new();
-        encode_message_into(FrameKind::ClientRequest, &req, &mut frame);
+        encode_into(FrameKind::ClientRequest, &req.encode_to_vec(), &mut frame);
         conn.pending.lock().insert(id, pending);
         if conn.writer.lock().write_all(&frame).is_err() {
             conn.kill(self.id());

@@ -18,9 +18,10 @@ use flotilla_proto::clientpb::{
 };
 use flotilla_raftstore::{Error, StoreHandle};
 use parking_lot::Mutex;
+use prost::Message as _;
 
 use super::wire::{answer_to_wire, error_to_wire, read_from_wire, read_messages};
-use crate::frame::{FrameKind, encode_message_into};
+use crate::frame::{FrameKind, encode_into};
 
 /// Bounds of the client service.
 #[derive(Debug, Clone)]
@@ -243,7 +244,7 @@ fn send_answer(answers: &Sender<Vec<u8>>, id: u64, result: response::Result) {
         result: Some(result),
     };
     let mut frame = Vec::new();
-    encode_message_into(FrameKind::ClientResponse, &resp, &mut frame);
+    encode_into(FrameKind::ClientResponse, &resp.encode_to_vec(), &mut frame);
     let _ = answers.send(frame);
 }
 
