@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Measures flotilla and a 3-member etcd cluster on this machine with the
 # same workload: 128 B puts to uniformly chosen keys out of 100,000, every
-# write synced on a quorum, at 64, 256 and 1024 requests in flight, RUNS
-# runs each; prints the median of each. Needs Debian's etcd-server and
+# write synced on a quorum, at 64, 256, 1024 and 4096 requests in flight
+# (CONCURRENCY), RUNS runs each; prints the median of each. Needs Debian's etcd-server and
 # etcd-client packages and the release binaries:
 #   cargo build --release -p flotilla-server --bin flotilla
 #   (cd benches/etcd-load && cargo build --release)
 # Usage: benches/scripts/compare-etcd.sh  (env: RUNS, DURATION, REGIONS,
-# FLOTILLA, ETCD_LOAD, OUT)
+# CONCURRENCY, FLOTILLA, ETCD_LOAD, OUT)
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-20s}
 REGIONS=${REGIONS:-64}
+CONCURRENCY=${CONCURRENCY:-64 256 1024 4096}
 FLOTILLA=${FLOTILLA:-target/release/flotilla}
 ETCD_LOAD=${ETCD_LOAD:-benches/etcd-load/target/release/etcd-load}
 OUT=${OUT:-target/compare}
@@ -41,7 +42,7 @@ start_etcd() {
 }
 stop_etcd() { pkill -f "etcd --name bench-m" || true; sleep 1; }
 
-for c in 64 256 1024; do
+for c in $CONCURRENCY; do
   : > "$OUT/etcd-$c.jsonl"; : > "$OUT/flotilla-$c.jsonl"
   for r in $(seq "$RUNS"); do
     start_etcd
@@ -54,11 +55,11 @@ for c in 64 256 1024; do
   done
 done
 
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" $CONCURRENCY <<'PY'
 import json, statistics, sys
 out = sys.argv[1]
 print(f"{'in flight':>9} {'etcd puts/s':>12} {'etcd p99 ms':>12} {'flotilla puts/s':>16} {'flotilla p99 ms':>16} {'ratio':>6}")
-for c in (64, 256, 1024):
+for c in map(int, sys.argv[2:]):
     e = [json.loads(l) for l in open(f"{out}/etcd-{c}.jsonl")]
     f = [json.loads(l) for l in open(f"{out}/flotilla-{c}.jsonl")]
     med = lambda rows, k: statistics.median(r[k] for r in rows)
