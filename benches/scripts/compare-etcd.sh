@@ -2,8 +2,8 @@
 # Measures flotilla and a 3-member etcd cluster on this machine with the
 # same workload: 128 B puts to uniformly chosen keys out of 100,000, every
 # write synced on a quorum, at 64, 256, 1024 and 4096 requests in flight
-# (CONCURRENCY), RUNS runs each; prints the median of each. Needs Debian's etcd-server and
-# etcd-client packages and the release binaries:
+# (CONCURRENCY), RUNS runs each; prints the median of each. Needs Debian's
+# etcd-server and etcd-client packages and the release binaries:
 #   cargo build --release -p flotilla-server --bin flotilla
 #   (cd benches/etcd-load && cargo build --release)
 # Usage: benches/scripts/compare-etcd.sh  (env: RUNS, DURATION, REGIONS,
