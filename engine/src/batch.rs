@@ -97,6 +97,12 @@ impl WriteBatch {
         self.stats.deletes += 1;
     }
 
+    fn delete_range(&mut self, cf: &str, lower: &[u8], upper: &[u8]) {
+        let handle = cf_handle(self.engine.db(), cf);
+        self.raw.delete_range_cf(handle, lower, upper);
+        self.stats.range_deletes += 1;
+    }
+
     /// Puts a user key. The caller has checked that it lies in its region.
     pub fn put_data(&mut self, key: &[u8], value: &[u8]) {
         let mut buf = std::mem::take(&mut self.key_buf);
@@ -119,9 +125,7 @@ impl WriteBatch {
     /// unbounded), with one range tombstone.
     pub fn delete_data_range(&mut self, start_key: &[u8], end_key: &[u8]) {
         let (lower, upper) = keys::data_range(start_key, end_key);
-        let cf = cf_handle(self.engine.db(), CF_DATA);
-        self.raw.delete_range_cf(cf, lower, upper);
-        self.stats.range_deletes += 1;
+        self.delete_range(CF_DATA, &lower, &upper);
     }
 
     pub(crate) fn put_raft_entry(&mut self, region_id: u64, e: &Entry) {
@@ -143,18 +147,14 @@ impl WriteBatch {
     pub(crate) fn delete_raft_entries(&mut self, region_id: u64, from: u64, to: u64) {
         let lower = keys::raft_log_key(region_id, from);
         let upper = keys::raft_log_key(region_id, to);
-        let cf = cf_handle(self.engine.db(), CF_RAFT_LOG);
-        self.raw.delete_range_cf(cf, &lower[..], &upper[..]);
-        self.stats.range_deletes += 1;
+        self.delete_range(CF_RAFT_LOG, &lower, &upper);
     }
 
     /// Deletes every log entry of the region, with one range tombstone.
     pub(crate) fn delete_raft_log(&mut self, region_id: u64) {
         let lower = keys::raft_log_key(region_id, 0);
         let upper = keys::raft_log_region_end(region_id);
-        let cf = cf_handle(self.engine.db(), CF_RAFT_LOG);
-        self.raw.delete_range_cf(cf, &lower[..], &upper[..]);
-        self.stats.range_deletes += 1;
+        self.delete_range(CF_RAFT_LOG, &lower, &upper);
     }
 
     pub(crate) fn put_raft_state(
