@@ -68,8 +68,9 @@ pub struct StatsSnapshot {
     pub snapshots_sent: u64,
     /// Snapshots installed.
     pub snapshots_applied: u64,
-    /// Messages from other stores for regions this store does not host
-    /// (or whose mailbox was closed or full), dropped.
+    /// Messages from other stores dropped because this store hosts no such
+    /// region or the region's mailbox was full (not those refused by a
+    /// closed mailbox while the store shuts down).
     pub undeliverable: u64,
 }
 
@@ -286,7 +287,7 @@ pub fn describe() {
     describe_gauge!("flotilla_store_leaders", "Regions this store leads");
     describe_counter!(
         "flotilla_store_undeliverable_messages_total",
-        "Messages from other stores for regions this store does not host, dropped"
+        "Messages from other stores dropped: no such region here, or its mailbox full"
     );
     describe_histogram!("flotilla_store_round_regions", "Regions handled per round");
     describe_histogram!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
-use flotilla_batch_system::{BatchSystem, Config as BatchConfig, Router, create_system};
+use flotilla_batch_system::{BatchSystem, Config as BatchConfig, Router, SendError, create_system};
 use flotilla_engine::{Engine, RegionLogStorage, WriteSink};
 use flotilla_proto::cmdpb::WriteCommand;
 use flotilla_proto::metapb::{Region, RegionEpoch};
@@ -171,13 +171,22 @@ impl Deliver for StoreRouter {
                     .map(|h| (h.region_id, PeerMsg::Heartbeat(h))),
             );
         for (region_id, msg) in sends {
-            if router.send(region_id, msg).is_err() && self.shared.stats.record_undeliverable() {
-                tracing::warn!(
-                    store_id = self.store_id,
-                    from_store,
-                    region_id,
-                    "dropping a message for a region this store does not host (counted from now on, not logged)"
-                );
+            match router.send(region_id, msg) {
+                Ok(()) => {}
+                // The region's FSM is closed: the store is shutting down (or
+                // the replica was just removed); raft retries whatever mattered.
+                Err(SendError::Disconnected(_)) => {}
+                Err(e) => {
+                    if self.shared.stats.record_undeliverable() {
+                        tracing::warn!(
+                            store_id = self.store_id,
+                            from_store,
+                            region_id,
+                            reason = %e,
+                            "dropping a message from another store (counted from now on, not logged)"
+                        );
+                    }
+                }
             }
         }
     }
