@@ -296,9 +296,18 @@ impl<S: Storage> RawNode<S> {
         rd.read_states = std::mem::take(&mut raft.read_states);
         rd.messages = std::mem::take(&mut raft.msgs);
         let id = raft.id;
-        let (self_msgs, others): (Vec<_>, Vec<_>) = std::mem::take(&mut raft.msgs_after_append)
-            .into_iter()
-            .partition(|m| m.to == id);
+        // Split in place (order kept): the others are most of them, and a
+        // message is large enough that moving each into a new vector shows.
+        let mut others = std::mem::take(&mut raft.msgs_after_append);
+        let mut self_msgs = Vec::new();
+        others.retain_mut(|m| {
+            if m.to == id {
+                self_msgs.push(std::mem::take(m));
+                false
+            } else {
+                true
+            }
+        });
         rd.persisted_messages = others;
         self.records.push_back(ReadyRecord {
             number,

@@ -305,7 +305,7 @@ impl<S: Storage> Raft<S> {
         self.send(Message {
             to,
             msg_type: MessageType::MsgSnapshot as i32,
-            snapshot: Some(snapshot),
+            snapshot: Some(Box::new(snapshot)),
             ..Default::default()
         });
         true
@@ -571,7 +571,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn handle_snapshot(&mut self, mut m: Message) {
-        let snap = m.snapshot.take().unwrap_or_default();
+        let snap = m.snapshot.take().map(|s| *s).unwrap_or_default();
         let (sindex, sterm) = (snap.index(), snap.term());
         let index = if self.restore(snap) {
             info!(

@@ -871,10 +871,10 @@ mod tests {
             }),
             message: Some(Message {
                 msg_type: MessageType::MsgSnapshot as i32,
-                snapshot: Some(Snapshot {
+                snapshot: Some(Box::new(Snapshot {
                     data: data.into(),
                     metadata: None,
-                }),
+                })),
                 ..Default::default()
             }),
             ..Default::default()

@@ -73,7 +73,7 @@ fn random_message(rng: &mut ChaCha8Rng) -> Message {
         entries: random_entries(rng, index),
         commit: rng.random_range(0..30),
         snapshot: if t == MessageType::MsgSnapshot {
-            random_snapshot(rng)
+            random_snapshot(rng).map(Box::new)
         } else {
             None
         },

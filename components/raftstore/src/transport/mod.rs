@@ -93,16 +93,22 @@ pub trait Deliver: Send + Sync + fmt::Debug + 'static {
 pub(crate) struct Outbox {
     frames: BTreeMap<u64, StoreBatch>,
     snapshots: Vec<(u64, RaftMessage)>,
+    // Messages last sent to each store in one frame: the next frame's
+    // vector starts that large instead of growing (and copying) its way
+    // there.
+    last_frame_len: BTreeMap<u64, usize>,
 }
 
 impl Outbox {
     pub(crate) fn push(&mut self, from_store: u64, to_store: u64, msg: RaftMessage) {
+        let last_frame_len = &self.last_frame_len;
         self.frames
             .entry(to_store)
             .or_insert_with(|| StoreBatch {
                 from_store,
                 to_store,
-                ..Default::default()
+                messages: Vec::with_capacity(last_frame_len.get(&to_store).copied().unwrap_or(0)),
+                heartbeats: Vec::new(),
             })
             .messages
             .push(msg);
@@ -123,6 +129,7 @@ impl Outbox {
     ) -> Vec<(u64, u64, bool)> {
         for (to, frame) in std::mem::take(&mut self.frames) {
             stats.record_flush(frame.messages.len());
+            self.last_frame_len.insert(to, frame.messages.len());
             if let Err(e) = transport.send(frame) {
                 tracing::debug!(to_store = to, error = %e, "dropping a frame");
             }
