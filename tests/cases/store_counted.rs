@@ -235,3 +235,61 @@ fn without_cross_region_batching_heartbeats_grow_with_regions() {
         "one frame per region per heartbeat: {frames_10} vs {frames_100}"
     );
 }
+
+#[test]
+fn a_committed_write_is_answered_before_the_rounds_own_sync() {
+    let mut c = led_by_store_1(1);
+    let region = c.regions[0].clone();
+    let sink = c.sinks[&1].clone();
+    let router = c.stores[&1].router();
+    // What store 1 had written when the first write was answered.
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    {
+        let (seen, sink) = (seen.clone(), sink.clone());
+        router.write(
+            put_cmd(&region, b"k000001"),
+            Box::new(move |res| {
+                res.expect("write applies");
+                *seen.lock().expect("not poisoned") = Some(sink.counts());
+            }),
+        );
+    }
+    // The leader appends and syncs it; the followers append, sync and
+    // acknowledge (the in-memory network delivers at once).
+    assert_eq!(c.stores.get_mut(&1).expect("store 1").run_round(), 1);
+    for id in [2, 3] {
+        assert_eq!(c.stores.get_mut(&id).expect("follower").run_round(), 1);
+    }
+    assert!(
+        seen.lock().expect("not poisoned").is_none(),
+        "not committed yet"
+    );
+    // The leader's next round commits the first write and has a second
+    // one to append, so it must sync.
+    router.write(
+        put_cmd(&region, b"k000002"),
+        Box::new(|res| res.expect("applies")),
+    );
+    let before = sink.counts();
+    assert_eq!(c.stores.get_mut(&1).expect("store 1").run_round(), 1);
+    let after = sink.counts();
+    let at_answer = seen
+        .lock()
+        .expect("not poisoned")
+        .expect("answered in this round");
+    assert_eq!(
+        after.synced_writes - before.synced_writes,
+        1,
+        "the round synced the second write"
+    );
+    assert_eq!(
+        at_answer.synced_writes, before.synced_writes,
+        "the answer did not wait for that sync"
+    );
+    assert_eq!(
+        at_answer.writes,
+        before.writes + 1,
+        "it waited for the apply write only"
+    );
+    c.settle();
+}

@@ -1,7 +1,8 @@
 //! The round: every region of the batch steps its messages and hands its
-//! ready to the round; at the end, ONE write batch with ONE sync for all of
-//! them, ONE frame per destination store, then the acknowledgements,
-//! ONE apply write, and the answers.
+//! ready to the round; at the end, ONE apply write for the entries already
+//! committed and durable, and their answers, then ONE write batch with ONE
+//! sync for all of the round's new state, the acknowledgements, and ONE
+//! frame per destination store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -145,20 +146,35 @@ impl RaftPoller {
     }
 
     /// What follows the round's handling, for `peers` (indexed by the
-    /// slots their readies were collected with): ONE write and sync, the
-    /// acknowledgements and applies it allows, ONE frame per destination
-    /// store, ONE apply write, the answers, and the reads it enables.
+    /// slots their readies were collected with): ONE apply write and the
+    /// answers, ONE write and sync, the acknowledgements it allows, ONE
+    /// frame per destination store, and the reads the applies enable.
     fn finish_round(&mut self, peers: &mut [Option<&mut Peer>]) {
-        // 1. One write, one sync, for every region of the round.
+        // 1. Committed entries apply first, in ONE apply write, and their
+        //    writers get their answers: raft hands out only entries that
+        //    are committed and already durable here (synced by an earlier
+        //    round), so neither waits for this round's sync. The write is
+        //    not synced: a lost apply is replayed from the log at restart,
+        //    and the WAL is ordered, so the sync below covers it too.
+        let mut pending = std::mem::take(&mut self.ctx.pending);
+        for (slot, rd) in &mut pending {
+            if let Some(Some(peer)) = peers.get_mut(*slot) {
+                peer.apply_committed(&mut self.ctx, rd);
+            }
+        }
+        self.write_apply_batch();
+        for answer in self.ctx.answers.drain(..) {
+            answer();
+        }
+        // 2. One write, one sync, for every region of the round.
         self.write_raft_batch();
-        // 2. Durable: acknowledgements join the frames, entries apply.
-        let pending = std::mem::take(&mut self.ctx.pending);
+        // 3. Durable: acknowledgements join the frames.
         for (slot, rd) in pending {
             if let Some(Some(peer)) = peers.get_mut(slot) {
                 peer.on_persisted(&mut self.ctx, rd);
             }
         }
-        // 3. One frame per destination store; snapshots on their own.
+        // 4. One frame per destination store; snapshots on their own.
         let shared = Arc::clone(&self.ctx.shared);
         let snapshots = self.ctx.outbox.flush(
             shared.cfg.store_id,
@@ -173,11 +189,7 @@ impl RaftPoller {
                 .force_send(region_id, PeerMsg::SnapshotStatus { to_peer, delivered });
         }
         shared.heartbeats.push_all(&mut self.ctx.heartbeats_out);
-        // 4. One apply write, then the answers and the reads it enables.
-        self.write_apply_batch();
-        for answer in self.ctx.answers.drain(..) {
-            answer();
-        }
+        // 5. The reads the applies enable.
         for peer in peers.iter_mut().flatten() {
             let applying = peer.raft.raft.raft_log.applying;
             peer.raft.advance_apply_to(applying);

@@ -207,12 +207,21 @@ impl Peer {
     /// The round's write is durable: the ready's acknowledgements go out,
     /// raft learns what is stable, and committed entries apply into the
     /// round's apply batch.
+    /// Applies the ready's committed entries into the round's apply
+    /// batch. Raft hands out only entries durable here already, so this
+    /// may run before the round's own write.
+    pub(crate) fn apply_committed(&mut self, ctx: &mut RoundCtx, rd: &mut Ready) {
+        let committed = std::mem::take(&mut rd.committed_entries);
+        self.apply(ctx, committed);
+    }
+
+    /// After the round's write is durable: the messages that had to wait
+    /// for it go out, and raft learns what is persisted.
     pub(crate) fn on_persisted(&mut self, ctx: &mut RoundCtx, mut rd: Ready) {
+        debug_assert!(rd.committed_entries.is_empty(), "applied before the write");
         let persisted = std::mem::take(&mut rd.persisted_messages);
         self.send(ctx, persisted);
         self.raft.on_persist_ready(rd.number());
-        let committed = std::mem::take(&mut rd.committed_entries);
-        self.apply(ctx, committed);
     }
 
     /// The transport's word on a snapshot sent to `to_peer`: delivered
