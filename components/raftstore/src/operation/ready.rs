@@ -204,9 +204,6 @@ impl Peer {
         }
     }
 
-    /// The round's write is durable: the ready's acknowledgements go out,
-    /// raft learns what is stable, and committed entries apply into the
-    /// round's apply batch.
     /// Applies the ready's committed entries into the round's apply
     /// batch. Raft hands out only entries durable here already, so this
     /// may run before the round's own write.
