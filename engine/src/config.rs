@@ -30,6 +30,14 @@ pub struct EngineConfig {
     /// Total WAL size past which RocksDB flushes the column families that
     /// pin the oldest WAL file, in bytes.
     pub wal_total_bytes_max: u64,
+    /// Keep unsynced writes in RocksDB's WAL buffer (no system call) until
+    /// the next synced write, which writes the buffer out and syncs it
+    /// outside RocksDB's write queue: writes made meanwhile by other
+    /// threads do not wait for that sync. Unsynced writes then survive
+    /// neither a machine crash nor a process crash until a synced write
+    /// (or a clean close) follows; the store never relies on them
+    /// surviving either.
+    pub manual_wal_flush: bool,
     /// RocksDB background threads for flushes and compactions.
     pub background_jobs: i32,
     /// Compress user data and raft log blocks with LZ4.
@@ -52,6 +60,7 @@ impl Default for EngineConfig {
             raft_log_write_buffer_bytes: 32 << 20,
             state_write_buffer_bytes: 2 << 20,
             wal_total_bytes_max: 512 << 20,
+            manual_wal_flush: true,
             background_jobs: 2,
             compression: true,
             entry_cache_region_entries_max: 1024,

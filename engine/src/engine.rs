@@ -47,6 +47,18 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing writes the WAL buffer out; syncing it too leaves nothing
+        // of a clean close to chance.
+        if self.config.manual_wal_flush
+            && let Err(e) = self.db.flush_wal(true)
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "WAL not synced at close");
+        }
+    }
+}
+
 fn db_options(config: &EngineConfig) -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(config.create_if_missing);
@@ -56,7 +68,7 @@ fn db_options(config: &EngineConfig) -> Options {
     // corrupt record and stops there, so the result is a prefix of the
     // acknowledged writes (never a batch in part).
     opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
-    opts.set_manual_wal_flush(false);
+    opts.set_manual_wal_flush(config.manual_wal_flush);
     opts.set_use_fsync(false); // fdatasync, enough for the WAL's appends
     opts.set_paranoid_checks(true);
     // Every write goes through the WAL, which makes a batch spanning column
@@ -171,7 +183,14 @@ impl Engine {
     /// Commits `batch` atomically: after a crash either all of it or none
     /// of it is there. With `sync`, the WAL is synced to disk before this
     /// returns, so the batch (and every earlier one) survives a crash;
-    /// without, it survives a process crash but not a machine crash.
+    /// without, it survives a process crash but not a machine crash, or,
+    /// with [`EngineConfig::manual_wal_flush`], neither until a later
+    /// synced write (or a clean close).
+    ///
+    /// With `manual_wal_flush`, a synced write goes into the WAL buffer
+    /// like any other, then the buffer is written out and synced outside
+    /// RocksDB's write queue, so that other threads' writes do not wait
+    /// for the sync.
     ///
     /// An empty batch with `sync` still syncs the WAL, making earlier
     /// unsynced writes durable.
@@ -198,6 +217,13 @@ impl Engine {
         } else {
             &self.inner.write_unsynced
         };
+        if sync && self.inner.config.manual_wal_flush {
+            self.inner
+                .db
+                .write_opt(batch.into_raw(), &self.inner.write_unsynced)?;
+            self.inner.db.flush_wal(true)?;
+            return Ok(stats);
+        }
         self.inner.db.write_opt(batch.into_raw(), opts)?;
         Ok(stats)
     }

@@ -2,7 +2,7 @@
 //! that the store's crash paths (a write that fails, a write whose outcome
 //! is unknown) can be tested without a broken disk.
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::batch::{WriteBatch, WriteStats};
 use crate::engine::Engine;
@@ -52,14 +52,18 @@ struct FaultState {
     counts: WriteCounts,
     // The 1-based write numbers that fail, and how.
     planned: Vec<(u64, FaultMode)>,
+    // Writes wait while held (a disk that stalls).
+    held: bool,
 }
 
 /// Wraps a [`WriteSink`], counting every write and failing the ones it was
-/// told to fail. Writes that are not planned to fail pass through.
+/// told to fail, or holding every write while told to (a stalled disk).
+/// Writes that are not planned to fail pass through.
 #[derive(Debug)]
 pub struct FaultyWriteSink<S> {
     inner: S,
     state: Mutex<FaultState>,
+    released: Condvar,
 }
 
 impl<S: WriteSink> FaultyWriteSink<S> {
@@ -68,7 +72,20 @@ impl<S: WriteSink> FaultyWriteSink<S> {
         Self {
             inner,
             state: Mutex::new(FaultState::default()),
+            released: Condvar::new(),
         }
+    }
+
+    /// From now on, writes wait (counted once they go through) until
+    /// [`release_writes`](Self::release_writes).
+    pub fn hold_writes(&self) {
+        self.state.lock().held = true;
+    }
+
+    /// Lets held and later writes through.
+    pub fn release_writes(&self) {
+        self.state.lock().held = false;
+        self.released.notify_all();
     }
 
     /// The wrapped sink.
@@ -91,6 +108,9 @@ impl<S: WriteSink> WriteSink for FaultyWriteSink<S> {
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<WriteStats> {
         let fault = {
             let mut st = self.state.lock();
+            while st.held {
+                self.released.wait(&mut st);
+            }
             st.counts.writes += 1;
             st.counts.synced_writes += u64::from(sync);
             let n = st.counts.writes;

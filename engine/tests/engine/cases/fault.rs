@@ -74,3 +74,37 @@ fn a_write_failing_after_it_lands_is_there_on_reload() {
     assert_eq!(s.hard_state().commit, 5);
     assert_eq!(sink.counts().failed_writes, 1);
 }
+
+#[test]
+fn held_writes_wait_until_released_and_then_land() {
+    let (_dir, engine) = temp_engine();
+    let sink = std::sync::Arc::new(FaultyWriteSink::new(engine.clone()));
+    let mut wb = engine.write_batch();
+    let mut s = RegionLogStorage::create(&engine, region(1, b"", b"", &[1]), &mut wb);
+    s.append(&ents(1..=3, 1), &mut wb);
+    sink.hold_writes();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let sink = std::sync::Arc::clone(&sink);
+        std::thread::spawn(move || {
+            let result = sink.write(wb, true);
+            tx.send(()).unwrap();
+            result
+        })
+    };
+    // Held: nothing lands, however long we wait.
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(200))
+            .is_err()
+    );
+    assert_eq!(sink.counts().writes, 0);
+    assert!(
+        RegionLogStorage::load(&engine, 1).is_err(),
+        "nothing on disk"
+    );
+    sink.release_writes();
+    writer.join().unwrap().unwrap();
+    assert_eq!(sink.counts().synced_writes, 1);
+    let s = RegionLogStorage::load(&engine, 1).unwrap();
+    assert_eq!(s.last_index().unwrap(), 3);
+}
