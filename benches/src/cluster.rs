@@ -116,6 +116,8 @@ pub struct LocalClusterConfig {
     pub pollers: usize,
     /// Batch across regions (off: the naive design).
     pub cross_region_batching: bool,
+    /// Write and sync raft batches on each store's writer thread.
+    pub async_raft_write: bool,
 }
 
 /// A running local cluster.
@@ -166,6 +168,7 @@ impl LocalCluster {
             let mut scfg = StoreConfig::new(id, dir.join(format!("store-{id}")));
             scfg.pool_size = cfg.pollers;
             scfg.cross_region_batching = cfg.cross_region_batching;
+            scfg.async_raft_write = cfg.async_raft_write;
             scfg.seed = id;
             let peers = raft_addrs
                 .iter()

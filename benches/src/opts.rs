@@ -46,6 +46,17 @@ pub enum Mode {
     Naive,
 }
 
+/// Where a local store's raft batches are written and synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftWrite {
+    /// On the store's writer thread, while the next round runs; a leader's
+    /// appends leave before its own sync.
+    Writer,
+    /// At the end of each round, before it sends anything.
+    Round,
+}
+
 /// Settings shared by a single run and a sweep.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
@@ -90,6 +101,10 @@ pub struct Common {
     /// machine: one each keeps threads fewer than a few per core).
     #[arg(long, default_value_t = 1)]
     pub pollers: usize,
+    /// Where the local stores write and sync their raft batches (batched
+    /// mode; naive stores write in the round).
+    #[arg(long, value_enum, default_value_t = RaftWrite::Writer)]
+    pub raft_write: RaftWrite,
     /// How long each raw-disk measurement runs, before and after the load
     /// (0s: skip the calibration).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

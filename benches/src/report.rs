@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::calibrate::DiskCeiling;
-use crate::opts::{Distribution, Mode, Workload};
+use crate::opts::{Distribution, Mode, RaftWrite, Workload};
 
 /// Latency percentiles drawn in the plot and kept in the JSON.
 pub const PERCENTILES: [f64; 8] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0];
@@ -56,6 +56,9 @@ pub struct Report {
     /// `batched` or `naive` (for a remote cluster: whatever it runs;
     /// reported as asked).
     pub mode: Mode,
+    /// Where the local stores wrote their raft batches (`writer` or
+    /// `round`; none for naive stores and remote clusters).
+    pub raft_write: Option<RaftWrite>,
     /// The workload.
     pub workload: Workload,
     /// Key choice.
@@ -161,6 +164,8 @@ pub struct ClientSide {
 pub struct Setting {
     /// Batching mode.
     pub mode: Mode,
+    /// Where the local stores wrote their raft batches.
+    pub raft_write: Option<RaftWrite>,
     /// Workload.
     pub workload: Workload,
     /// Key choice.
@@ -201,6 +206,7 @@ impl Report {
         let raw_syncs = both(|c| c.fdatasync_4k_per_sec);
         Report {
             mode: s.mode,
+            raft_write: s.raft_write,
             workload: s.workload,
             distribution: s.distribution,
             stores: s.stores,
@@ -266,7 +272,7 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "{:?} workload, {:?} keys ({}), {} B values, {} in flight, {} stores, {} regions, mode {:?}",
+            "{:?} workload, {:?} keys ({}), {} B values, {} in flight, {} stores, {} regions, mode {:?}{}",
             self.workload,
             self.distribution,
             self.keys,
@@ -274,7 +280,9 @@ impl Report {
             self.concurrency,
             self.stores,
             self.regions,
-            self.mode
+            self.mode,
+            self.raft_write
+                .map_or_else(String::new, |w| format!(", raft write in the {w:?}")),
         );
         let _ = writeln!(
             s,
@@ -335,6 +343,7 @@ mod tests {
     fn setting() -> Setting {
         Setting {
             mode: Mode::Batched,
+            raft_write: Some(RaftWrite::Writer),
             workload: Workload::Write,
             distribution: Distribution::Uniform,
             stores: 3,
@@ -409,11 +418,13 @@ mod tests {
             "regions",
             "stores",
             "mode",
+            "raft_write",
             "ceiling_fraction",
         ] {
             assert!(json.get(k).is_some(), "{k} missing from the JSON");
         }
         assert_eq!(json["mode"], "batched");
+        assert_eq!(json["raft_write"], "writer");
         assert!(r.render().contains("500 ops/s"));
     }
 

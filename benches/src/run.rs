@@ -17,7 +17,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::calibrate::{self, DiskCeiling};
 use crate::cluster::{LocalCluster, LocalClusterConfig, split_keys};
-use crate::opts::{BenchArgs, BenchCommand, BenchSub, Common, Mode, SweepArgs, Workload};
+use crate::opts::{
+    BenchArgs, BenchCommand, BenchSub, Common, Mode, RaftWrite, SweepArgs, Workload,
+};
 use crate::plot;
 use crate::report::{ClientSide, Report, Setting, StoreCounters};
 use crate::workload::{Keys, Op, key};
@@ -80,6 +82,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                     rows.push(Report::failed(
                         Setting {
                             mode,
+                            raft_write: (mode == Mode::Batched).then_some(args.common.raft_write),
                             workload: args.common.workload,
                             distribution: args.common.distribution,
                             stores: args.common.stores,
@@ -159,6 +162,7 @@ pub fn run_one(
             data_dir: common.data_dir.clone(),
             pollers: common.pollers,
             cross_region_batching: mode == Mode::Batched,
+            async_raft_write: common.raft_write == RaftWrite::Writer,
         })?;
         let local = c.local.clone();
         cluster = Some(c);
@@ -265,6 +269,7 @@ pub fn run_one(
     Ok(Report::build(
         Setting {
             mode,
+            raft_write: (mode == Mode::Batched).then_some(common.raft_write),
             workload: common.workload,
             distribution: common.distribution,
             stores,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, unbounded};
+use flotilla_engine::{Engine, FaultyWriteSink};
 use flotilla_proto::cmdpb::{
     CommandHeader, PutRequest, WriteCommand, WriteRequest, write_request::Cmd,
 };
@@ -345,4 +346,67 @@ fn asynchronous_puts_and_gets_answer_every_request_even_across_a_lost_leader() {
         let (i, r) = grx.recv_timeout(WAIT).expect("every read is answered");
         assert_eq!(r.expect("read").as_deref(), Some(&b"second"[..]), "key {i}");
     }
+}
+
+#[test]
+fn a_leader_commits_through_its_followers_while_its_own_disk_stalls_and_answers_once_it_syncs() {
+    let c = Cluster::start(ClusterSpec::new(3, vec![]));
+    c.wait_for_leaders(WAIT);
+    c.must_put(b"k0", b"warm");
+    let region = c.client.locate(b"k1").expect("locate");
+    let leader = c.leader_of(region.id).expect("a leader");
+    // The leader's disk stalls: its round hands the write to its writer,
+    // which waits; the round's appends left already. (Released however
+    // the test ends, so that the stores can shut down.)
+    struct Release(Arc<FaultyWriteSink<Engine>>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.release_writes();
+        }
+    }
+    let held = Release(Arc::clone(&c.sinks[&leader]));
+    held.0.hold_writes();
+    let (tx, rx) = bounded(1);
+    let cmd = WriteCommand {
+        header: Some(CommandHeader {
+            region_id: region.id,
+            region_epoch: region.region_epoch,
+        }),
+        requests: vec![WriteRequest {
+            cmd: Some(Cmd::Put(PutRequest {
+                key: Bytes::from_static(b"k1"),
+                value: Bytes::from_static(b"v1"),
+            })),
+        }],
+    };
+    c.router(leader).write(
+        cmd,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    // Both followers persist it, the leader commits it on their two
+    // acknowledgements alone and tells them: they apply it.
+    let deadline = std::time::Instant::now() + WAIT;
+    for p in region.peers.iter().filter(|p| p.store_id != leader) {
+        let engine = c.stores[&p.store_id].engine();
+        while engine.get(&region, b"k1").expect("engine get").as_deref() != Some(&b"v1"[..]) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "store {} never applied the write",
+                p.store_id
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // The leader applies only what is durable on its own disk: no answer
+    // yet, and nothing of the write on its disk.
+    assert!(rx.try_recv().is_err(), "answered before the leader's sync");
+    let leader_engine = c.stores[&leader].engine();
+    assert_eq!(leader_engine.get(&region, b"k1").expect("engine get"), None);
+    drop(held);
+    rx.recv_timeout(WAIT)
+        .expect("answered once the leader's write is durable")
+        .expect("the write succeeds");
+    c.must_replicate(b"k1", Some(b"v1"), WAIT);
 }

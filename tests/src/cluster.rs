@@ -102,6 +102,8 @@ pub struct Cluster {
     pub directory: Arc<LocalStores>,
     /// A client over every store.
     pub client: Client,
+    /// Each running store's write path: counts its writes, can hold them.
+    pub sinks: BTreeMap<u64, Arc<FaultyWriteSink<Engine>>>,
     spec: ClusterSpec,
     dirs: BTreeMap<u64, TempDir>,
 }
@@ -119,6 +121,7 @@ impl Cluster {
             stores: BTreeMap::new(),
             regions,
             directory,
+            sinks: BTreeMap::new(),
             spec,
             dirs: BTreeMap::new(),
         };
@@ -135,8 +138,14 @@ impl Cluster {
     pub fn run_store(&mut self, id: u64) {
         let dir = self.dirs[&id].path().to_path_buf();
         let cfg = self.spec.config(id, &dir);
-        let mut store =
-            Store::open(cfg, StoreDeps::new(self.net.transport(id))).expect("open store");
+        let engine = Engine::open(&cfg.data_dir, &cfg.engine).expect("open engine");
+        let sink = Arc::new(FaultyWriteSink::new(engine.clone()));
+        self.sinks.insert(id, Arc::clone(&sink));
+        let deps = StoreDeps {
+            sink: Some(sink),
+            ..StoreDeps::new(self.net.transport(id))
+        };
+        let mut store = Store::with_engine(cfg, engine, deps).expect("open store");
         let router = store.router();
         self.net.register(id, Arc::new(router.clone()));
         self.directory.insert(router);
@@ -152,6 +161,7 @@ impl Cluster {
         if let Some(mut s) = self.stores.remove(&id) {
             s.shutdown();
         }
+        self.sinks.remove(&id);
     }
 
     /// A store's router.

@@ -52,6 +52,13 @@ pub struct StoreConfig {
     /// region writes and syncs its own ready, sends its own frames, and its
     /// heartbeats travel as ordinary messages.
     pub cross_region_batching: bool,
+    /// Write and sync the rounds' raft batches on a store writer thread
+    /// (with cross-region batching, on a started store): the next round
+    /// runs while the last one syncs, rounds waiting for the disk share
+    /// one sync, and a leader's appends leave before its own sync. Off,
+    /// each round writes and syncs before it sends anything (always so
+    /// for rounds run by hand, [`crate::Store::run_round`]).
+    pub async_raft_write: bool,
 }
 
 impl StoreConfig {
@@ -76,6 +83,7 @@ impl StoreConfig {
             log_gc_keep_entries: 256,
             seed: 0,
             cross_region_batching: true,
+            async_raft_write: true,
         }
     }
 

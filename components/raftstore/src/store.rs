@@ -19,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::{Clock, SystemClock};
 use crate::config::StoreConfig;
 use crate::errors::{Error, Result};
+use crate::fsm::writer::{self, WRITE_QUEUE_TASKS_MAX};
 use crate::fsm::{PeerFsm, RaftPoller, StoreFsm, StoreShared};
 use crate::msg::{Callback, PeerMsg, ReadRequest, ReadResponse, RegionStatus, StoreMsg};
 use crate::raft::Peer;
@@ -211,6 +212,7 @@ pub struct Store {
     system: BatchSystem<PeerFsm, StoreFsm>,
     manual: Option<RaftPoller>,
     ticker: Option<(Sender<()>, JoinHandle<()>)>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -284,6 +286,7 @@ impl Store {
             system,
             manual: None,
             ticker: None,
+            writer: None,
         })
     }
 
@@ -302,7 +305,8 @@ impl Store {
         self.shared.stats.snapshot()
     }
 
-    /// Starts the pollers and the store's one ticker thread.
+    /// Starts the pollers, the store's writer (see
+    /// [`StoreConfig::async_raft_write`]) and the store's one ticker thread.
     pub fn start(&mut self) -> Result<()> {
         assert!(
             self.manual.is_none(),
@@ -311,11 +315,23 @@ impl Store {
         let shared = Arc::clone(&self.shared);
         let router = self.router.batch_router();
         let name = format!("store-{}", self.shared.cfg.store_id);
+        let writer = if shared.cfg.async_raft_write && shared.cfg.cross_region_batching {
+            let (tx, rx) = bounded(WRITE_QUEUE_TASKS_MAX);
+            let handle = writer::spawn(Arc::clone(&shared), router.clone(), rx)
+                .map_err(|e| Error::Engine(format!("spawning the writer: {e}")))?;
+            self.writer = Some(handle);
+            Some(tx)
+        } else {
+            None
+        };
+        // The pollers hold the only senders: once they stop, the writer
+        // writes what is queued and stops too.
         self.system
             .spawn(&name, || {
-                RaftPoller::new(Arc::clone(&shared), router.clone())
+                RaftPoller::new(Arc::clone(&shared), router.clone(), writer.clone())
             })
             .map_err(|e| Error::Engine(format!("spawning pollers: {e}")))?;
+        drop(writer);
         let (stop, stopped) = bounded::<()>(1);
         let interval = self.shared.cfg.tick_interval;
         let router = self.router.batch_router();
@@ -341,9 +357,9 @@ impl Store {
     pub fn run_round(&mut self) -> usize {
         let shared = &self.shared;
         let router = &self.router;
-        let handler = self
-            .manual
-            .get_or_insert_with(|| RaftPoller::new(Arc::clone(shared), router.batch_router()));
+        let handler = self.manual.get_or_insert_with(|| {
+            RaftPoller::new(Arc::clone(shared), router.batch_router(), None)
+        });
         self.system.run_round(handler)
     }
 
@@ -353,14 +369,21 @@ impl Store {
         let _ = self.router.batch_router().send_control(StoreMsg::Tick);
     }
 
-    /// Stops the ticker and the pollers. Waiting requests are dropped
-    /// (their callers time out); everything acknowledged is on disk.
+    /// Stops the ticker, the pollers and the writer (after it wrote what
+    /// the pollers handed it). Waiting requests are dropped (their callers
+    /// time out); everything acknowledged is on disk.
     pub fn shutdown(&mut self) {
         if let Some((stop, handle)) = self.ticker.take() {
             let _ = stop.send(());
             let _ = handle.join();
         }
         self.system.shutdown();
+        if let Some(writer) = self.writer.take()
+            && let Err(panic) = writer.join()
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(panic);
+        }
     }
 }
 

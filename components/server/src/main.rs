@@ -183,6 +183,7 @@ fn local(
         data_dir,
         pollers: 2,
         cross_region_batching: true,
+        async_raft_write: true,
     })?;
     let mut status_servers = Vec::new();
     for (id, r) in &cluster.stores {

@@ -4,6 +4,7 @@
 mod peer;
 mod poller;
 mod store;
+pub(crate) mod writer;
 
 pub use peer::PeerFsm;
 pub(crate) use poller::{RaftPoller, RoundCtx, StoreShared};

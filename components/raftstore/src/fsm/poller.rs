@@ -3,10 +3,17 @@
 //! committed and durable, and their answers, then ONE write batch with ONE
 //! sync for all of the round's new state, the acknowledgements, and ONE
 //! frame per destination store.
+//!
+//! With a store writer ([`crate::fsm::writer`]) the round hands its write
+//! batch and acknowledgements over instead, and sends its other messages
+//! (a leader's appends among them) at once: the writer syncs while the
+//! next round runs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use crossbeam_channel::Sender;
 
 use flotilla_batch_system::{HandleResult, Inbox, PollHandler, Router};
 use flotilla_engine::{Engine, WriteBatch, WriteSink};
@@ -17,6 +24,7 @@ use parking_lot::RwLock;
 
 use crate::clock::Clock;
 use crate::config::StoreConfig;
+use crate::fsm::writer::WriteTask;
 use crate::fsm::{PeerFsm, StoreFsm};
 use crate::msg::{PeerMsg, StoreMsg};
 use crate::raft::Peer;
@@ -54,6 +62,10 @@ pub(crate) struct RoundCtx {
     pub(crate) must_sync: bool,
     pub(crate) entries: usize,
     pub(crate) outbox: Outbox,
+    /// Messages that leave once the store's writer made the round durable.
+    pub(crate) acks: Outbox,
+    /// Whether a ready of the round installs a snapshot.
+    pub(crate) snapshot_installed: bool,
     pub(crate) heartbeats_out: Vec<(u64, HeartbeatEntry)>,
     /// Readies waiting for the write, with the batch slot of their FSM.
     pub(crate) pending: Vec<(usize, Ready)>,
@@ -76,6 +88,8 @@ impl RoundCtx {
             must_sync: false,
             entries: 0,
             outbox: Outbox::default(),
+            acks: Outbox::default(),
+            snapshot_installed: false,
             heartbeats_out: Vec::new(),
             pending: Vec::new(),
             applied: Vec::new(),
@@ -94,15 +108,22 @@ impl RoundCtx {
 pub(crate) struct RaftPoller {
     ctx: RoundCtx,
     router: Router<PeerFsm, StoreFsm>,
+    /// The store's writer; `None`: the round writes and syncs itself.
+    writer: Option<Sender<WriteTask>>,
     slot: usize,
     started: Instant,
 }
 
 impl RaftPoller {
-    pub(crate) fn new(shared: Arc<StoreShared>, router: Router<PeerFsm, StoreFsm>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<StoreShared>,
+        router: Router<PeerFsm, StoreFsm>,
+        writer: Option<Sender<WriteTask>>,
+    ) -> Self {
         RaftPoller {
             ctx: RoundCtx::new(shared),
             router,
+            writer,
             slot: 0,
             started: Instant::now(),
         }
@@ -166,12 +187,20 @@ impl RaftPoller {
         for answer in self.ctx.answers.drain(..) {
             answer();
         }
-        // 2. One write, one sync, for every region of the round.
-        self.write_raft_batch();
-        // 3. Durable: acknowledgements join the frames.
-        for (slot, rd) in pending {
-            if let Some(Some(peer)) = peers.get_mut(slot) {
-                peer.on_persisted(&mut self.ctx, rd);
+        if let Some(writer) = self.writer.clone() {
+            // 2-3. The store's writer writes and syncs, then sends the
+            //      acknowledgements and tells each region; this round goes
+            //      on and sends the rest (appends do not wait for the
+            //      leader's own sync: it counts itself only once durable).
+            self.hand_to_writer(&writer, peers, pending);
+        } else {
+            // 2. One write, one sync, for every region of the round.
+            self.write_raft_batch();
+            // 3. Durable: acknowledgements join the frames.
+            for (slot, rd) in pending {
+                if let Some(Some(peer)) = peers.get_mut(slot) {
+                    peer.on_persisted(&mut self.ctx, rd);
+                }
             }
         }
         // 4. One frame per destination store; snapshots on their own.
@@ -202,10 +231,59 @@ impl RaftPoller {
         }
     }
 
+    /// Hands the round's raft write to the store's writer. A round that
+    /// installs a snapshot waits for it: the region's new data and state
+    /// must be on disk before the round's snapshot statuses and reads.
+    fn hand_to_writer(
+        &mut self,
+        writer: &Sender<WriteTask>,
+        peers: &mut [Option<&mut Peer>],
+        pending: Vec<(usize, Ready)>,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let ctx = &mut self.ctx;
+        let mut persisted = Vec::with_capacity(pending.len());
+        for (slot, rd) in pending {
+            if let Some(Some(peer)) = peers.get_mut(slot) {
+                let number = peer.hand_to_writer(ctx, rd);
+                persisted.push((peer.region_id, number));
+            }
+        }
+        let batch = ctx
+            .wrote
+            .then(|| std::mem::replace(&mut ctx.wb, ctx.shared.engine.write_batch()));
+        let (done, wait) = if ctx.snapshot_installed {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let task = WriteTask {
+            batch,
+            sync: ctx.must_sync,
+            entries: ctx.entries,
+            outbox: std::mem::take(&mut ctx.acks),
+            persisted,
+            done,
+        };
+        if writer.send(task).is_err() {
+            panic!(
+                "store {}: the store's writer stopped, cannot continue",
+                ctx.shared.cfg.store_id
+            );
+        }
+        if let Some(wait) = wait {
+            let _ = wait.recv();
+        }
+    }
+
     fn reset(&mut self) {
         let ctx = &mut self.ctx;
         ctx.wrote = false;
         ctx.must_sync = false;
+        ctx.snapshot_installed = false;
         ctx.entries = 0;
         ctx.applied.clear();
         ctx.applied_commands = 0;
@@ -251,6 +329,7 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 PeerMsg::Write { cmd, cb } => peer.propose_write(&mut self.ctx, cmd, cb),
                 PeerMsg::Read { epoch, req, cb } => peer.read(&mut self.ctx, epoch, req, cb),
                 PeerMsg::Wake => {}
+                PeerMsg::Persisted(number) => peer.raft.on_persist_ready(number),
                 PeerMsg::Inspect(cb) => cb(Ok(peer.status())),
                 PeerMsg::StoreUnreachable(store) => peer.on_store_unreachable(store),
                 PeerMsg::SnapshotStatus { to_peer, delivered } => {

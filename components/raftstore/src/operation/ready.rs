@@ -116,8 +116,9 @@ impl Peer {
         }
         ctx.must_sync |= rd.must_sync;
         ctx.wrote |= rd.must_sync || rd.hard_state.is_some() || rd.snapshot.is_some();
+        ctx.snapshot_installed |= rd.snapshot.is_some();
         let messages = std::mem::take(&mut rd.messages);
-        self.send(ctx, messages);
+        self.send(ctx, messages, false);
         ctx.pending.push((slot, rd));
     }
 
@@ -150,8 +151,10 @@ impl Peer {
     }
 
     /// Puts messages into the round: heartbeats without a read context to
-    /// the store's coalescer, everything else into the round's frames.
-    pub(crate) fn send(&mut self, ctx: &mut RoundCtx, msgs: Vec<Message>) {
+    /// the store's coalescer, everything else into the round's frames, or,
+    /// `after_write`, into the frames that leave once the store's writer
+    /// made the round durable.
+    pub(crate) fn send(&mut self, ctx: &mut RoundCtx, msgs: Vec<Message>, after_write: bool) {
         for m in msgs {
             let Some(to) = self.peers.get(&m.to).cloned() else {
                 tracing::debug!(
@@ -162,7 +165,11 @@ impl Peer {
                 continue;
             };
             let t = m.msg_type();
-            if t.is_heartbeat() && m.context.is_empty() && ctx.shared.cfg.cross_region_batching {
+            if t.is_heartbeat()
+                && m.context.is_empty()
+                && ctx.shared.cfg.cross_region_batching
+                && !after_write
+            {
                 ctx.heartbeats_out.push((
                     to.store_id,
                     HeartbeatEntry {
@@ -198,6 +205,8 @@ impl Peer {
             if is_snapshot {
                 ctx.stats.record_snapshot(true);
                 ctx.outbox.push_snapshot(to_store, msg);
+            } else if after_write {
+                ctx.acks.push(self.store_id, to_store, msg);
             } else {
                 ctx.outbox.push(self.store_id, to_store, msg);
             }
@@ -217,8 +226,18 @@ impl Peer {
     pub(crate) fn on_persisted(&mut self, ctx: &mut RoundCtx, mut rd: Ready) {
         debug_assert!(rd.committed_entries.is_empty(), "applied before the write");
         let persisted = std::mem::take(&mut rd.persisted_messages);
-        self.send(ctx, persisted);
+        self.send(ctx, persisted, false);
         self.raft.on_persist_ready(rd.number());
+    }
+
+    /// Hands the ready to the store's writer: the messages that must wait
+    /// for its write go into the writer's frames; returns the ready's
+    /// number, which the writer reports back once the write is durable.
+    pub(crate) fn hand_to_writer(&mut self, ctx: &mut RoundCtx, mut rd: Ready) -> u64 {
+        debug_assert!(rd.committed_entries.is_empty(), "applied before the write");
+        let persisted = std::mem::take(&mut rd.persisted_messages);
+        self.send(ctx, persisted, true);
+        rd.number()
     }
 
     /// The transport's word on a snapshot sent to `to_peer`: delivered

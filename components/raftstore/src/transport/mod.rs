@@ -114,6 +114,20 @@ impl Outbox {
             .push(msg);
     }
 
+    /// Takes `other`'s frames and snapshots into this outbox (each store's
+    /// messages after the ones already here).
+    pub(crate) fn absorb(&mut self, other: &mut Outbox) {
+        for (to, mut frame) in std::mem::take(&mut other.frames) {
+            match self.frames.get_mut(&to) {
+                Some(mine) => mine.messages.append(&mut frame.messages),
+                None => {
+                    self.frames.insert(to, frame);
+                }
+            }
+        }
+        self.snapshots.append(&mut other.snapshots);
+    }
+
     pub(crate) fn push_snapshot(&mut self, to_store: u64, msg: RaftMessage) {
         self.snapshots.push((to_store, msg));
     }
