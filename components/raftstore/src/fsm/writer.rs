@@ -18,10 +18,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 use flotilla_batch_system::Router;
-use flotilla_engine::WriteBatch;
+use flotilla_engine::{WriteBatch, WriteSink};
 
 use crate::fsm::{PeerFsm, StoreFsm, StoreShared};
 use crate::msg::PeerMsg;
+use crate::stats::StoreStats;
 use crate::transport::Outbox;
 
 /// Tasks waiting for the writer at most: a poller that gets this far ahead
@@ -66,7 +67,12 @@ fn run(shared: &StoreShared, router: &Router<PeerFsm, StoreFsm>, tasks: &Receive
     while let Ok(first) = tasks.recv() {
         group.push(first);
         group.extend(tasks.try_iter().take(GROUP_TASKS_MAX - 1));
-        write_group(shared, &mut group);
+        write_group(
+            shared.sink.as_ref(),
+            &shared.stats,
+            shared.cfg.store_id,
+            &mut group,
+        );
         // Durable: the messages that waited for it, in one frame per store.
         for task in &mut group {
             outbox.absorb(&mut task.outbox);
@@ -98,7 +104,7 @@ fn run(shared: &StoreShared, router: &Router<PeerFsm, StoreFsm>, tasks: &Receive
 /// Writes the group's batches in order, syncing only the last one (if any
 /// must be synced). A failed write leaves raft believing in state that is
 /// not on disk; the store cannot go on without risking acknowledged data.
-fn write_group(shared: &StoreShared, group: &mut [WriteTask]) {
+fn write_group(sink: &dyn WriteSink, stats: &StoreStats, store_id: u64, group: &mut [WriteTask]) {
     let sync = group.iter().any(|t| t.batch.is_some() && t.sync);
     let entries: usize = group.iter().map(|t| t.entries).sum();
     let last = group.iter().rposition(|t| t.batch.is_some());
@@ -107,15 +113,74 @@ fn write_group(shared: &StoreShared, group: &mut [WriteTask]) {
             continue;
         };
         let sync_this = sync && Some(i) == last;
-        if let Err(e) = shared.sink.write(batch, sync_this) {
-            panic!(
-                "store {}: raft write failed, cannot continue: {e}",
-                shared.cfg.store_id
-            );
+        if let Err(e) = sink.write(batch, sync_this) {
+            panic!("store {store_id}: raft write failed, cannot continue: {e}");
         }
     }
     if last.is_some() {
         // One write as the store counts them: one sync for the group.
-        shared.stats.record_write(sync, entries);
+        stats.record_write(sync, entries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_engine::{Engine, EngineConfig, WriteStats};
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// Writes through to the engine, noting each write's sync flag.
+    struct Recording(Engine, Mutex<Vec<bool>>);
+
+    impl WriteSink for Recording {
+        fn write(&self, batch: WriteBatch, sync: bool) -> flotilla_engine::Result<WriteStats> {
+            self.1.lock().push(sync);
+            self.0.write(batch, sync)
+        }
+    }
+
+    fn task(engine: &Engine, key: Option<&[u8]>, sync: bool) -> WriteTask {
+        WriteTask {
+            batch: key.map(|k| {
+                let mut wb = engine.write_batch();
+                wb.put_data(k, b"v");
+                wb
+            }),
+            sync,
+            entries: usize::from(key.is_some()),
+            outbox: Outbox::default(),
+            persisted: Vec::new(),
+            done: None,
+        }
+    }
+
+    #[test]
+    fn a_group_of_rounds_is_written_in_order_with_one_sync_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path(), &EngineConfig::for_tests()).unwrap();
+        let sink = Recording(engine.clone(), Mutex::new(Vec::new()));
+        let stats = StoreStats::new(1);
+        // The second task must be synced; the last has nothing to write.
+        let mut group = vec![
+            task(&engine, Some(b"a"), false),
+            task(&engine, Some(b"b"), true),
+            task(&engine, Some(b"c"), false),
+            task(&engine, None, false),
+        ];
+        write_group(&sink, &stats, 1, &mut group);
+        assert_eq!(*sink.1.lock(), [false, false, true], "the last write syncs");
+        assert!(
+            group.iter().all(|t| t.batch.is_none()),
+            "every batch written"
+        );
+        let s = stats.snapshot();
+        assert_eq!((s.writes, s.synced_writes, s.entries_synced), (1, 1, 3));
+        // Nothing needs a sync: none is made.
+        sink.1.lock().clear();
+        let mut group = vec![task(&engine, Some(b"d"), false), task(&engine, None, true)];
+        write_group(&sink, &stats, 1, &mut group);
+        assert_eq!(*sink.1.lock(), [false]);
+        assert_eq!(stats.snapshot().synced_writes, 1);
     }
 }
