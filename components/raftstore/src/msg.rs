@@ -76,8 +76,9 @@ pub enum PeerMsg {
     },
     /// The peer has work left from the last round (a ready to collect).
     Wake,
-    /// The store's writer made every ready up to this number durable.
-    Persisted(u64),
+    /// The store's writer made a ready durable that lets the peer move on
+    /// (the peer reads which from its durable mark).
+    Persisted,
     /// Reports the replica's state.
     Inspect(Callback<RegionStatus>),
     /// The transport cannot reach this store.
@@ -129,7 +130,7 @@ impl fmt::Debug for PeerMsg {
                 ReadRequest::Scan { .. } => "Read(Scan)",
             }),
             PeerMsg::Wake => f.write_str("Wake"),
-            PeerMsg::Persisted(n) => write!(f, "Persisted({n})"),
+            PeerMsg::Persisted => f.write_str("Persisted"),
             PeerMsg::Inspect(_) => f.write_str("Inspect"),
             PeerMsg::StoreUnreachable(s) => write!(f, "StoreUnreachable({s})"),
             PeerMsg::SnapshotStatus { to_peer, delivered } => {

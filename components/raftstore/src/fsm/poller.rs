@@ -247,8 +247,7 @@ impl RaftPoller {
         let mut persisted = Vec::with_capacity(pending.len());
         for (slot, rd) in pending {
             if let Some(Some(peer)) = peers.get_mut(slot) {
-                let number = peer.hand_to_writer(ctx, rd);
-                persisted.push((peer.region_id, number));
+                persisted.push(peer.hand_to_writer(ctx, rd));
             }
         }
         let batch = ctx
@@ -321,6 +320,7 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
 
     fn handle_normal(&mut self, fsm: &mut PeerFsm, inbox: &mut Inbox<'_, PeerMsg>) -> HandleResult {
         let peer = &mut fsm.peer;
+        peer.absorb_durable();
         while let Some(msg) = inbox.recv() {
             match msg {
                 PeerMsg::Raft(m) => peer.on_raft_message(*m),
@@ -329,7 +329,7 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 PeerMsg::Write { cmd, cb } => peer.propose_write(&mut self.ctx, cmd, cb),
                 PeerMsg::Read { epoch, req, cb } => peer.read(&mut self.ctx, epoch, req, cb),
                 PeerMsg::Wake => {}
-                PeerMsg::Persisted(number) => peer.raft.on_persist_ready(number),
+                PeerMsg::Persisted => {}
                 PeerMsg::Inspect(cb) => cb(Ok(peer.status())),
                 PeerMsg::StoreUnreachable(store) => peer.on_store_unreachable(store),
                 PeerMsg::SnapshotStatus { to_peer, delivered } => {

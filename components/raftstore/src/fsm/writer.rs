@@ -7,13 +7,17 @@
 //! vote traffic) and the readies it makes durable. The writer takes every
 //! task waiting when it wakes (group commit): their batches go to the
 //! engine in order, only the last one synced — the WAL is ordered, so that
-//! sync covers the ones before — then ONE frame per destination store for
-//! all their messages, then each region hears which of its readies are
-//! durable ([`PeerMsg::Persisted`]) and steps its own acknowledgements in
-//! its next round.
+//! sync covers the ones before — then each peer's durable mark moves to its
+//! latest durable ready, then ONE frame per destination store carries all
+//! their messages. A peer reads its mark at the start of each turn and
+//! steps its own acknowledgements then; the peers for which the write alone
+//! means progress (a leader's or candidate's own acknowledgement, committed
+//! entries waiting for this copy, a snapshot) are woken for it
+//! ([`PeerMsg::Persisted`]).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -42,10 +46,22 @@ pub(crate) struct WriteTask {
     pub(crate) entries: usize,
     /// Messages that leave once the batch is durable.
     pub(crate) outbox: Outbox,
-    /// `(region, ready number)` for every ready of the round.
-    pub(crate) persisted: Vec<(u64, u64)>,
+    /// Every ready of the round.
+    pub(crate) persisted: Vec<Durable>,
     /// Told once the task is done (a round that installs a snapshot waits).
     pub(crate) done: Option<Sender<()>>,
+}
+
+/// What the writer reports to a peer once one of its readies is durable.
+pub(crate) struct Durable {
+    pub(crate) region_id: u64,
+    /// The ready's number.
+    pub(crate) number: u64,
+    /// The peer's mark of its latest durable ready.
+    pub(crate) cell: Arc<AtomicU64>,
+    /// Whether the peer must be woken for it ([`PeerMsg::Persisted`]);
+    /// otherwise it reads the mark at its next turn.
+    pub(crate) wake: bool,
 }
 
 /// Starts the store's writer thread; it runs until every sender of `tasks`
@@ -63,7 +79,7 @@ pub(crate) fn spawn(
 fn run(shared: &StoreShared, router: &Router<PeerFsm, StoreFsm>, tasks: &Receiver<WriteTask>) {
     let mut outbox = Outbox::default();
     let mut group = Vec::with_capacity(GROUP_TASKS_MAX);
-    let mut persisted = BTreeMap::new();
+    let mut wake = BTreeSet::new();
     while let Ok(first) = tasks.recv() {
         group.push(first);
         group.extend(tasks.try_iter().take(GROUP_TASKS_MAX - 1));
@@ -73,7 +89,14 @@ fn run(shared: &StoreShared, router: &Router<PeerFsm, StoreFsm>, tasks: &Receive
             shared.cfg.store_id,
             &mut group,
         );
-        // Durable: the messages that waited for it, in one frame per store.
+        // Durable: each peer's mark moves first, so that whatever answers
+        // the messages below finds it.
+        for task in &group {
+            for d in &task.persisted {
+                d.cell.fetch_max(d.number, Ordering::Release);
+            }
+        }
+        // The messages that waited for the write, in one frame per store.
         for task in &mut group {
             outbox.absorb(&mut task.outbox);
         }
@@ -83,15 +106,15 @@ fn run(shared: &StoreShared, router: &Router<PeerFsm, StoreFsm>, tasks: &Receive
             &shared.stats,
         );
         debug_assert!(snapshots.is_empty(), "snapshots leave from the round");
-        // Each region hears once, of its latest durable ready.
+        // The peers that must be woken hear once each.
         for task in &mut group {
-            for (region_id, number) in task.persisted.drain(..) {
-                persisted.insert(region_id, number);
+            for d in task.persisted.drain(..).filter(|d| d.wake) {
+                wake.insert(d.region_id);
             }
         }
-        for (region_id, number) in std::mem::take(&mut persisted) {
+        for region_id in std::mem::take(&mut wake) {
             // A closed mailbox: the store is stopping or the replica went.
-            let _ = router.force_send(region_id, PeerMsg::Persisted(number));
+            let _ = router.force_send(region_id, PeerMsg::Persisted);
         }
         for task in group.drain(..) {
             if let Some(done) = task.done {

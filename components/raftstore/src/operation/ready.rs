@@ -2,6 +2,8 @@
 //! batch and its messages into the round's frames; once the batch is
 //! durable, its acknowledgements leave and its committed entries apply.
 
+use std::sync::Arc;
+
 use flotilla_proto::metapb::Peer as PeerMeta;
 use flotilla_proto::raftpb::{Message, MessageType};
 use flotilla_proto::serverpb::{HeartbeatEntry, RaftMessage};
@@ -9,6 +11,7 @@ use flotilla_raft::{Ready, SnapshotStatus, StateRole};
 
 use crate::errors::Error;
 use crate::fsm::RoundCtx;
+use crate::fsm::writer::Durable;
 use crate::raft::Peer;
 
 impl Peer {
@@ -231,13 +234,31 @@ impl Peer {
     }
 
     /// Hands the ready to the store's writer: the messages that must wait
-    /// for its write go into the writer's frames; returns the ready's
-    /// number, which the writer reports back once the write is durable.
-    pub(crate) fn hand_to_writer(&mut self, ctx: &mut RoundCtx, mut rd: Ready) -> u64 {
+    /// for its write go into the writer's frames; returns what the writer
+    /// reports back once the write is durable.
+    pub(crate) fn hand_to_writer(&mut self, ctx: &mut RoundCtx, mut rd: Ready) -> Durable {
         debug_assert!(rd.committed_entries.is_empty(), "applied before the write");
         let persisted = std::mem::take(&mut rd.persisted_messages);
         self.send(ctx, persisted, true);
-        rd.number()
+        let r = &self.raft.raft;
+        // Whether the write alone lets the peer move on, so that it must
+        // be woken for it: a leader's or candidate's own acknowledgement
+        // may complete a quorum; committed entries may wait for this copy
+        // to apply; a snapshot becomes stable. Otherwise the peer learns
+        // of it at its next turn, which the next message brings (a
+        // follower's acknowledgement leaves after the write, so whatever
+        // the leader sends in answer finds the write durable), or at the
+        // latest the next tick. (Hibernated regions will need a wake
+        // whenever a record is left.)
+        let wake = (rd.must_sync && r.state != StateRole::Follower)
+            || rd.snapshot.is_some()
+            || r.raft_log.committed > r.raft_log.persisted_index();
+        Durable {
+            region_id: self.region_id,
+            number: rd.number(),
+            cell: Arc::clone(&self.durable),
+            wake,
+        }
     }
 
     /// The transport's word on a snapshot sent to `to_peer`: delivered

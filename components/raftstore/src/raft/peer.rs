@@ -1,6 +1,8 @@
 //! [`Peer`]: one replica of a region on this store.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flotilla_engine::{Engine, RegionLogStorage};
@@ -53,6 +55,11 @@ pub struct Peer {
     pub(crate) peers: HashMap<u64, PeerMeta>,
     pub(crate) gc_threshold_entries: u64,
     pub(crate) gc_keep_entries: u64,
+    /// The latest ready the store's writer made durable: set by the
+    /// writer, read at the start of each of the peer's turns.
+    pub(crate) durable: Arc<AtomicU64>,
+    /// The latest durable ready raft has been told of.
+    pub(crate) durable_seen: u64,
 }
 
 impl std::fmt::Debug for Peer {
@@ -112,6 +119,8 @@ impl Peer {
             peers: HashMap::new(),
             gc_threshold_entries: cfg.log_gc_threshold_entries,
             gc_keep_entries: cfg.log_gc_keep_entries,
+            durable: Arc::new(AtomicU64::new(0)),
+            durable_seen: 0,
         };
         peer.refresh_peers();
         Ok(peer)
@@ -157,6 +166,16 @@ impl Peer {
             commit: r.raft_log.committed,
             applied: r.raft_log.applied,
             log_range: (store.truncated().0 + 1, r.raft_log.last_index()),
+        }
+    }
+
+    /// Tells raft of the readies the store's writer made durable since
+    /// the peer's last turn: its own acknowledgements count now.
+    pub(crate) fn absorb_durable(&mut self) {
+        let durable = self.durable.load(Ordering::Acquire);
+        if durable > self.durable_seen {
+            self.durable_seen = durable;
+            self.raft.on_persist_ready(durable);
         }
     }
 
