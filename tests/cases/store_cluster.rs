@@ -21,6 +21,22 @@ fn key(i: u64) -> Vec<u8> {
     format!("k{i:06}").into_bytes()
 }
 
+/// A command putting `k = v` into `region`, routed with `epoch`.
+fn put_command(region: &Region, epoch: Option<RegionEpoch>, k: &[u8], v: &[u8]) -> WriteCommand {
+    WriteCommand {
+        header: Some(CommandHeader {
+            region_id: region.id,
+            region_epoch: epoch,
+        }),
+        requests: vec![WriteRequest {
+            cmd: Some(Cmd::Put(PutRequest {
+                key: Bytes::copy_from_slice(k),
+                value: Bytes::copy_from_slice(v),
+            })),
+        }],
+    }
+}
+
 fn write_to(
     c: &Cluster,
     store: u64,
@@ -29,18 +45,7 @@ fn write_to(
     k: &[u8],
 ) -> Result<(), Error> {
     let (tx, rx) = bounded(1);
-    let cmd = WriteCommand {
-        header: Some(CommandHeader {
-            region_id: region.id,
-            region_epoch: epoch,
-        }),
-        requests: vec![WriteRequest {
-            cmd: Some(Cmd::Put(PutRequest {
-                key: Bytes::copy_from_slice(k),
-                value: Bytes::from_static(b"x"),
-            })),
-        }],
-    };
+    let cmd = put_command(region, epoch, k, b"x");
     c.router(store).write(
         cmd,
         Box::new(move |r| {
@@ -367,18 +372,7 @@ fn a_leader_commits_through_its_followers_while_its_own_disk_stalls_and_answers_
     let held = Release(Arc::clone(&c.sinks[&leader]));
     held.0.hold_writes();
     let (tx, rx) = bounded(1);
-    let cmd = WriteCommand {
-        header: Some(CommandHeader {
-            region_id: region.id,
-            region_epoch: region.region_epoch,
-        }),
-        requests: vec![WriteRequest {
-            cmd: Some(Cmd::Put(PutRequest {
-                key: Bytes::from_static(b"k1"),
-                value: Bytes::from_static(b"v1"),
-            })),
-        }],
-    };
+    let cmd = put_command(&region, region.region_epoch, b"k1", b"v1");
     c.router(leader).write(
         cmd,
         Box::new(move |r| {
