@@ -212,19 +212,17 @@ impl Engine {
             }
             return Ok(stats);
         }
-        let opts = if sync {
+        // With a buffered WAL the sync is `FlushWAL`'s, after the write.
+        let flush_and_sync = sync && self.inner.config.manual_wal_flush;
+        let opts = if sync && !flush_and_sync {
             &self.inner.write_synced
         } else {
             &self.inner.write_unsynced
         };
-        if sync && self.inner.config.manual_wal_flush {
-            self.inner
-                .db
-                .write_opt(batch.into_raw(), &self.inner.write_unsynced)?;
-            self.inner.db.flush_wal(true)?;
-            return Ok(stats);
-        }
         self.inner.db.write_opt(batch.into_raw(), opts)?;
+        if flush_and_sync {
+            self.inner.db.flush_wal(true)?;
+        }
         Ok(stats)
     }
 

@@ -64,8 +64,6 @@ pub(crate) struct RoundCtx {
     pub(crate) outbox: Outbox,
     /// Messages that leave once the store's writer made the round durable.
     pub(crate) acks: Outbox,
-    /// Whether a ready of the round installs a snapshot.
-    pub(crate) snapshot_installed: bool,
     pub(crate) heartbeats_out: Vec<(u64, HeartbeatEntry)>,
     /// Readies waiting for the write, with the batch slot of their FSM.
     pub(crate) pending: Vec<(usize, Ready)>,
@@ -89,7 +87,6 @@ impl RoundCtx {
             entries: 0,
             outbox: Outbox::default(),
             acks: Outbox::default(),
-            snapshot_installed: false,
             heartbeats_out: Vec::new(),
             pending: Vec::new(),
             applied: Vec::new(),
@@ -187,12 +184,12 @@ impl RaftPoller {
         for answer in self.ctx.answers.drain(..) {
             answer();
         }
-        if let Some(writer) = self.writer.clone() {
+        if let Some(writer) = &self.writer {
             // 2-3. The store's writer writes and syncs, then sends the
             //      acknowledgements and tells each region; this round goes
             //      on and sends the rest (appends do not wait for the
             //      leader's own sync: it counts itself only once durable).
-            self.hand_to_writer(&writer, peers, pending);
+            hand_to_writer(&mut self.ctx, writer, peers, pending);
         } else {
             // 2. One write, one sync, for every region of the round.
             self.write_raft_batch();
@@ -231,61 +228,60 @@ impl RaftPoller {
         }
     }
 
-    /// Hands the round's raft write to the store's writer. A round that
-    /// installs a snapshot waits for it: the region's new data and state
-    /// must be on disk before the round's snapshot statuses and reads.
-    fn hand_to_writer(
-        &mut self,
-        writer: &Sender<WriteTask>,
-        peers: &mut [Option<&mut Peer>],
-        pending: Vec<(usize, Ready)>,
-    ) {
-        if pending.is_empty() {
-            return;
-        }
-        let ctx = &mut self.ctx;
-        let mut persisted = Vec::with_capacity(pending.len());
-        for (slot, rd) in pending {
-            if let Some(Some(peer)) = peers.get_mut(slot) {
-                persisted.push(peer.hand_to_writer(ctx, rd));
-            }
-        }
-        let batch = ctx
-            .wrote
-            .then(|| std::mem::replace(&mut ctx.wb, ctx.shared.engine.write_batch()));
-        let (done, wait) = if ctx.snapshot_installed {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let task = WriteTask {
-            batch,
-            sync: ctx.must_sync,
-            entries: ctx.entries,
-            outbox: std::mem::take(&mut ctx.acks),
-            persisted,
-            done,
-        };
-        if writer.send(task).is_err() {
-            panic!(
-                "store {}: the store's writer stopped, cannot continue",
-                ctx.shared.cfg.store_id
-            );
-        }
-        if let Some(wait) = wait {
-            let _ = wait.recv();
-        }
-    }
-
     fn reset(&mut self) {
         let ctx = &mut self.ctx;
         ctx.wrote = false;
         ctx.must_sync = false;
-        ctx.snapshot_installed = false;
         ctx.entries = 0;
         ctx.applied.clear();
         ctx.applied_commands = 0;
+    }
+}
+
+/// Hands the round's raft write to the store's writer. A round that
+/// installs a snapshot waits for it: the region's new data and state must
+/// be on disk before the round's snapshot statuses and reads.
+fn hand_to_writer(
+    ctx: &mut RoundCtx,
+    writer: &Sender<WriteTask>,
+    peers: &mut [Option<&mut Peer>],
+    pending: Vec<(usize, Ready)>,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let installs_snapshot = pending.iter().any(|(_, rd)| rd.snapshot.is_some());
+    let mut persisted = Vec::with_capacity(pending.len());
+    for (slot, rd) in pending {
+        if let Some(Some(peer)) = peers.get_mut(slot) {
+            persisted.push(peer.hand_to_writer(ctx, rd));
+        }
+    }
+    let batch = ctx
+        .wrote
+        .then(|| std::mem::replace(&mut ctx.wb, ctx.shared.engine.write_batch()));
+    let (done, wait) = if installs_snapshot {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let task = WriteTask {
+        batch,
+        sync: ctx.must_sync,
+        entries: ctx.entries,
+        outbox: std::mem::take(&mut ctx.acks),
+        persisted,
+        done,
+    };
+    if writer.send(task).is_err() {
+        panic!(
+            "store {}: the store's writer stopped, cannot continue",
+            ctx.shared.cfg.store_id
+        );
+    }
+    if let Some(wait) = wait {
+        let _ = wait.recv();
     }
 }
 

@@ -1,6 +1,7 @@
 //! A peer's part in a round: its ready goes into the round's one write
-//! batch and its messages into the round's frames; once the batch is
-//! durable, its acknowledgements leave and its committed entries apply.
+//! batch and its messages into the round's frames; its committed entries
+//! (durable here already) apply; once the batch is durable, its
+//! acknowledgements leave.
 
 use std::sync::Arc;
 
@@ -119,7 +120,6 @@ impl Peer {
         }
         ctx.must_sync |= rd.must_sync;
         ctx.wrote |= rd.must_sync || rd.hard_state.is_some() || rd.snapshot.is_some();
-        ctx.snapshot_installed |= rd.snapshot.is_some();
         let messages = std::mem::take(&mut rd.messages);
         self.send(ctx, messages, false);
         ctx.pending.push((slot, rd));
