@@ -13,6 +13,7 @@
 pub mod calibrate;
 pub mod cluster;
 pub mod opts;
+pub mod pace;
 pub mod plot;
 pub mod report;
 pub mod run;

@@ -76,9 +76,15 @@ pub struct Common {
     /// Value size in bytes.
     #[arg(long, default_value_t = 128)]
     pub value_bytes: usize,
-    /// Requests in flight.
+    /// Requests in flight (with `--rate`: at most).
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Open loop: issue this many requests per second on a fixed schedule,
+    /// whether or not earlier ones were answered, and time each from when
+    /// it was due (so a stall counts against every request it delays).
+    /// Without it the clients keep `--concurrency` requests in flight.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Threads keeping them in flight through the client's asynchronous
     /// calls (workload E's scans, which have none, take a thread per
     /// request in flight instead).

@@ -67,8 +67,11 @@ pub struct Report {
     pub stores: u64,
     /// Regions.
     pub regions: u64,
-    /// Requests in flight.
+    /// Requests in flight (with `rate`: at most).
     pub concurrency: usize,
+    /// Requests per second asked for on an open-loop schedule (`--rate`);
+    /// none for a closed loop.
+    pub rate: Option<f64>,
     /// Value size.
     pub value_bytes: usize,
     /// Distinct keys.
@@ -176,6 +179,8 @@ pub struct Setting {
     pub regions: u64,
     /// In flight.
     pub concurrency: usize,
+    /// Open-loop rate.
+    pub rate: Option<f64>,
     /// Value size.
     pub value_bytes: usize,
     /// Keys.
@@ -212,6 +217,7 @@ impl Report {
             stores: s.stores,
             regions: s.regions,
             concurrency: s.concurrency,
+            rate: s.rate,
             value_bytes: s.value_bytes,
             keys: s.keys,
             duration_secs: client.secs,
@@ -272,12 +278,18 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "{:?} workload, {:?} keys ({}), {} B values, {} in flight, {} stores, {} regions, mode {:?}{}",
+            "{:?} workload, {:?} keys ({}), {} B values, {}, {} stores, {} regions, mode {:?}{}",
             self.workload,
             self.distribution,
             self.keys,
             self.value_bytes,
-            self.concurrency,
+            match self.rate {
+                Some(r) => format!(
+                    "open loop at {r:.0} ops/s with at most {} in flight",
+                    self.concurrency
+                ),
+                None => format!("{} in flight", self.concurrency),
+            },
             self.stores,
             self.regions,
             self.mode,
@@ -349,6 +361,7 @@ mod tests {
             stores: 3,
             regions: 10,
             concurrency: 4,
+            rate: None,
             value_bytes: 128,
             keys: 1000,
         }

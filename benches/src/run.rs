@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use crossbeam_channel::Sender;
 use flotilla_raftstore::{Client, ClientConfig, StoreDirectory};
 use flotilla_transport::client::{RemoteConfig, RemoteStores};
 use hdrhistogram::Histogram;
@@ -20,6 +21,7 @@ use crate::cluster::{LocalCluster, LocalClusterConfig, split_keys};
 use crate::opts::{
     BenchArgs, BenchCommand, BenchSub, Common, Mode, RaftWrite, SweepArgs, Workload,
 };
+use crate::pace::Pacer;
 use crate::plot;
 use crate::report::{ClientSide, Report, Setting, StoreCounters};
 use crate::workload::{Keys, Op, key};
@@ -34,6 +36,19 @@ fn is_transient(e: &flotilla_raftstore::Error) -> bool {
         E::Timeout | E::NotLeader { .. } | E::StaleCommand | E::ServerIsBusy(_)
     )
 }
+
+/// The longest a client thread sleeps waiting for a request's due time
+/// before it looks whether the run has ended.
+const PACE_SLEEP_MAX: Duration = Duration::from_millis(50);
+
+/// The shortest sleep of an open-loop client thread: requests falling due
+/// meanwhile go out together when it wakes (still timed from their due
+/// times), so the load generator does not wake once per request.
+const PACE_SLEEP_MIN: Duration = Duration::from_micros(200);
+
+/// How long a client waits for the answer to a request it sent: every
+/// request is answered, this only guards a run against a lost answer.
+const ANSWER_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The longest latency recorded, microseconds; slower operations count as
 /// this.
@@ -88,6 +103,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                             stores: args.common.stores,
                             regions,
                             concurrency: args.common.concurrency,
+                            rate: args.common.rate,
                             value_bytes: args.common.value_bytes,
                             keys: args.common.keys,
                         },
@@ -152,6 +168,10 @@ pub fn run_one(
     connect: &[SocketAddr],
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(common.concurrency > 0, "--concurrency must be positive");
+    anyhow::ensure!(
+        common.rate.is_none_or(|r| r.is_finite() && r >= 1.0),
+        "--rate must be at least 1 request per second"
+    );
     let keys = Keys::new(common.keys, common.distribution)?;
     let value = Bytes::from(vec![b'v'; common.value_bytes]);
     let mut cluster = None;
@@ -221,6 +241,7 @@ pub fn run_one(
         keys: &keys,
         value: &value,
         concurrency: common.concurrency,
+        rate: common.rate,
         threads: if common.workload == Workload::E {
             common.concurrency
         } else {
@@ -275,6 +296,7 @@ pub fn run_one(
             stores,
             regions,
             concurrency: common.concurrency,
+            rate: common.rate,
             value_bytes: common.value_bytes,
             keys: keys.len(),
         },
@@ -327,8 +349,10 @@ struct Driver<'a> {
     workload: Workload,
     keys: &'a Keys,
     value: &'a Bytes,
-    /// Requests in flight.
+    /// Requests in flight (with `rate`: at most).
     concurrency: usize,
+    /// Requests per second on an open-loop schedule, if any.
+    rate: Option<f64>,
     /// Threads keeping them in flight: as many as requests for blocking
     /// calls, fewer for asynchronous ones.
     threads: usize,
@@ -336,7 +360,8 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     /// Runs the workload for `duration` (or `ops` operations, if fewer):
-    /// `concurrency` threads, one request in flight each.
+    /// `concurrency` requests in flight (at most, with a rate) over
+    /// `threads` threads.
     fn drive(
         &self,
         duration: Duration,
@@ -375,10 +400,17 @@ impl Driver<'_> {
                             !stop.load(Ordering::Relaxed)
                                 && claimed.fetch_add(1, Ordering::Relaxed) < budget
                         };
-                        if share == 1 {
-                            self.blocking_loop(&mut rng, claim, done)
-                        } else {
-                            self.async_loop(&mut rng, share, claim, done)
+                        // This thread's share of the rate, as of the
+                        // requests in flight.
+                        let pacer = self.rate.map(|r| {
+                            Pacer::new(started, r * share as f64 / self.concurrency as f64)
+                        });
+                        match pacer {
+                            _ if share == 1 => {
+                                self.blocking_loop(&mut rng, pacer, stop, claim, done)
+                            }
+                            Some(p) => self.paced_loop(&mut rng, share, p, stop, claim, done),
+                            None => self.async_loop(&mut rng, share, claim, done),
                         }
                     })
                 })
@@ -435,31 +467,67 @@ fn micros_since(t0: Instant) -> u64 {
 }
 
 impl Driver<'_> {
-    /// One request in flight, through the blocking calls.
+    /// One request in flight, through the blocking calls; with a schedule,
+    /// each waits for its due time and is timed from it.
     fn blocking_loop(
         &self,
         rng: &mut ChaCha8Rng,
+        mut pacer: Option<Pacer>,
+        stop: &AtomicBool,
         claim: impl Fn() -> bool,
         done: &AtomicU64,
     ) -> (Histogram<u64>, u64) {
-        let mut hist = new_histogram();
-        let mut errors = 0;
-        while claim() {
-            let op = self.workload.next(self.keys, rng);
-            let t0 = Instant::now();
-            let ok = match op {
+        let mut tally = Tally::new(done);
+        loop {
+            let t0 = match &mut pacer {
+                None => Instant::now(),
+                Some(p) => loop {
+                    let now = Instant::now();
+                    if let Some(due) = p.take_due(now) {
+                        break due;
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return tally.into_parts();
+                    }
+                    std::thread::sleep((p.next_due() - now).min(PACE_SLEEP_MAX));
+                },
+            };
+            if !claim() {
+                break;
+            }
+            let ok = match self.workload.next(self.keys, rng) {
                 Op::Put(k) => self.client.put(k, self.value.clone()).is_ok(),
                 Op::Get(k) => self.client.get(k).is_ok(),
                 Op::Scan(k, n) => self.client.scan(k, Bytes::new(), n).is_ok(),
             };
-            if ok {
-                hist.saturating_record(micros_since(t0));
-                done.fetch_add(1, Ordering::Relaxed);
-            } else {
-                errors += 1;
+            tally.record(t0, ok);
+        }
+        tally.into_parts()
+    }
+
+    /// Sends one request through the asynchronous calls; its answer, with
+    /// `t0`, comes back on `answers`.
+    fn issue(&self, rng: &mut ChaCha8Rng, t0: Instant, answers: &Sender<(Instant, bool)>) {
+        let tx = answers.clone();
+        match self.workload.next(self.keys, rng) {
+            Op::Put(k) => self.client.put_async(
+                k,
+                self.value.clone(),
+                Box::new(move |r| {
+                    let _ = tx.send((t0, r.is_ok()));
+                }),
+            ),
+            Op::Get(k) => self.client.get_async(
+                k,
+                Box::new(move |r| {
+                    let _ = tx.send((t0, r.is_ok()));
+                }),
+            ),
+            Op::Scan(k, n) => {
+                let ok = self.client.scan(k, Bytes::new(), n).is_ok();
+                let _ = tx.send((t0, ok));
             }
         }
-        (hist, errors)
     }
 
     /// `share` requests in flight through the asynchronous calls: each
@@ -472,57 +540,106 @@ impl Driver<'_> {
         done: &AtomicU64,
     ) -> (Histogram<u64>, u64) {
         let (tx, rx) = crossbeam_channel::unbounded::<(Instant, bool)>();
-        let mut hist = new_histogram();
-        let mut errors = 0;
-        let issue = |rng: &mut ChaCha8Rng| {
-            let t0 = Instant::now();
-            let tx = tx.clone();
-            match self.workload.next(self.keys, rng) {
-                Op::Put(k) => self.client.put_async(
-                    k,
-                    self.value.clone(),
-                    Box::new(move |r| {
-                        let _ = tx.send((t0, r.is_ok()));
-                    }),
-                ),
-                Op::Get(k) => self.client.get_async(
-                    k,
-                    Box::new(move |r| {
-                        let _ = tx.send((t0, r.is_ok()));
-                    }),
-                ),
-                Op::Scan(k, n) => {
-                    let ok = self.client.scan(k, Bytes::new(), n).is_ok();
-                    let _ = tx.send((t0, ok));
-                }
-            }
-        };
+        let mut tally = Tally::new(done);
         let mut in_flight = 0usize;
         while in_flight < share && claim() {
-            issue(rng);
+            self.issue(rng, Instant::now(), &tx);
             in_flight += 1;
         }
         while in_flight > 0 {
             // Every request is answered (applied, failed after the
             // client's retries, or dropped by a leader that lost its
             // place); this only guards the run against a lost answer.
-            let Ok((t0, ok)) = rx.recv_timeout(Duration::from_secs(60)) else {
-                errors += in_flight as u64;
+            let Ok((t0, ok)) = rx.recv_timeout(ANSWER_PATIENCE) else {
+                tally.errors += in_flight as u64;
                 break;
             };
             in_flight -= 1;
-            if ok {
-                hist.saturating_record(micros_since(t0));
-                done.fetch_add(1, Ordering::Relaxed);
-            } else {
-                errors += 1;
-            }
+            tally.record(t0, ok);
             if claim() {
-                issue(rng);
+                self.issue(rng, Instant::now(), &tx);
                 in_flight += 1;
             }
         }
-        (hist, errors)
+        tally.into_parts()
+    }
+
+    /// The open loop through the asynchronous calls: requests go out when
+    /// due (while fewer than `share` are in flight) and are timed from
+    /// their due time. The thread sleeps between due times rather than
+    /// waiting on the answers, so answers do not wake it; it collects them
+    /// when it wakes to send.
+    fn paced_loop(
+        &self,
+        rng: &mut ChaCha8Rng,
+        share: usize,
+        mut pacer: Pacer,
+        stop: &AtomicBool,
+        claim: impl Fn() -> bool,
+        done: &AtomicU64,
+    ) -> (Histogram<u64>, u64) {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Instant, bool)>();
+        let mut tally = Tally::new(done);
+        let mut in_flight = 0usize;
+        'run: while !stop.load(Ordering::Relaxed) {
+            for (t0, ok) in rx.try_iter() {
+                in_flight -= 1;
+                tally.record(t0, ok);
+            }
+            let now = Instant::now();
+            while in_flight < share {
+                let Some(due) = pacer.take_due(now) else {
+                    break;
+                };
+                if !claim() {
+                    break 'run;
+                }
+                self.issue(rng, due, &tx);
+                in_flight += 1;
+            }
+            let wait = pacer.next_due().saturating_duration_since(now);
+            std::thread::sleep(wait.clamp(PACE_SLEEP_MIN, PACE_SLEEP_MAX));
+        }
+        while in_flight > 0 {
+            let Ok((t0, ok)) = rx.recv_timeout(ANSWER_PATIENCE) else {
+                tally.errors += in_flight as u64;
+                break;
+            };
+            in_flight -= 1;
+            tally.record(t0, ok);
+        }
+        tally.into_parts()
+    }
+}
+
+/// One client thread's count of answers.
+struct Tally<'a> {
+    hist: Histogram<u64>,
+    errors: u64,
+    done: &'a AtomicU64,
+}
+
+impl<'a> Tally<'a> {
+    fn new(done: &'a AtomicU64) -> Self {
+        Tally {
+            hist: new_histogram(),
+            errors: 0,
+            done,
+        }
+    }
+
+    /// An answer to a request timed from `t0`.
+    fn record(&mut self, t0: Instant, ok: bool) {
+        if ok {
+            self.hist.saturating_record(micros_since(t0));
+            self.done.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.errors += 1;
+        }
+    }
+
+    fn into_parts(self) -> (Histogram<u64>, u64) {
+        (self.hist, self.errors)
     }
 }
 

@@ -378,6 +378,43 @@ fn bench_reports_a_run_as_json_and_svg_with_the_stores_counters_and_the_disk_cei
 }
 
 #[test]
+fn an_open_loop_bench_holds_its_rate_and_refuses_a_rate_of_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_json(
+        dir.path(),
+        "paced.json",
+        &[
+            "--regions",
+            "4",
+            "--rate",
+            "300",
+            "--concurrency",
+            "64",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+        ],
+    );
+    assert_eq!(r["rate"].as_f64(), Some(300.0), "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    let rate = r["ops_per_sec"].as_f64().unwrap();
+    // Far more requests could be in flight than 300/s needs: a closed loop
+    // of 64 would run thousands per second. The schedule holds it.
+    assert!(
+        (150.0..=310.0).contains(&rate),
+        "an open loop at 300/s ran at {rate}/s"
+    );
+    let out = Command::new(BIN)
+        .args(["bench", "--regions", "1", "--rate", "0", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--rate"), "{stderr}");
+}
+
+#[test]
 fn a_bench_sweep_runs_both_modes_for_each_region_count() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("sweep.svg");
