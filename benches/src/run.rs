@@ -500,32 +500,33 @@ impl Driver<'_> {
                 Op::Get(k) => self.client.get(k).is_ok(),
                 Op::Scan(k, n) => self.client.scan(k, Bytes::new(), n).is_ok(),
             };
-            tally.record(t0, ok);
+            tally.answered(Answer::timed(t0, ok));
         }
         tally.into_parts()
     }
 
-    /// Sends one request through the asynchronous calls; its answer, with
-    /// `t0`, comes back on `answers`.
-    fn issue(&self, rng: &mut ChaCha8Rng, t0: Instant, answers: &Sender<(Instant, bool)>) {
+    /// Sends one request through the asynchronous calls; its answer comes
+    /// back on `answers`, timed (from `t0`) when the client hands it over,
+    /// not when this thread gets to it.
+    fn issue(&self, rng: &mut ChaCha8Rng, t0: Instant, answers: &Sender<Answer>) {
         let tx = answers.clone();
         match self.workload.next(self.keys, rng) {
             Op::Put(k) => self.client.put_async(
                 k,
                 self.value.clone(),
                 Box::new(move |r| {
-                    let _ = tx.send((t0, r.is_ok()));
+                    let _ = tx.send(Answer::timed(t0, r.is_ok()));
                 }),
             ),
             Op::Get(k) => self.client.get_async(
                 k,
                 Box::new(move |r| {
-                    let _ = tx.send((t0, r.is_ok()));
+                    let _ = tx.send(Answer::timed(t0, r.is_ok()));
                 }),
             ),
             Op::Scan(k, n) => {
                 let ok = self.client.scan(k, Bytes::new(), n).is_ok();
-                let _ = tx.send((t0, ok));
+                let _ = tx.send(Answer::timed(t0, ok));
             }
         }
     }
@@ -539,7 +540,7 @@ impl Driver<'_> {
         claim: impl Fn() -> bool,
         done: &AtomicU64,
     ) -> (Histogram<u64>, u64) {
-        let (tx, rx) = crossbeam_channel::unbounded::<(Instant, bool)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<Answer>();
         let mut tally = Tally::new(done);
         let mut in_flight = 0usize;
         while in_flight < share && claim() {
@@ -550,12 +551,12 @@ impl Driver<'_> {
             // Every request is answered (applied, failed after the
             // client's retries, or dropped by a leader that lost its
             // place); this only guards the run against a lost answer.
-            let Ok((t0, ok)) = rx.recv_timeout(ANSWER_PATIENCE) else {
+            let Ok(answer) = rx.recv_timeout(ANSWER_PATIENCE) else {
                 tally.errors += in_flight as u64;
                 break;
             };
             in_flight -= 1;
-            tally.record(t0, ok);
+            tally.answered(answer);
             if claim() {
                 self.issue(rng, Instant::now(), &tx);
                 in_flight += 1;
@@ -578,13 +579,13 @@ impl Driver<'_> {
         claim: impl Fn() -> bool,
         done: &AtomicU64,
     ) -> (Histogram<u64>, u64) {
-        let (tx, rx) = crossbeam_channel::unbounded::<(Instant, bool)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<Answer>();
         let mut tally = Tally::new(done);
         let mut in_flight = 0usize;
         'run: while !stop.load(Ordering::Relaxed) {
-            for (t0, ok) in rx.try_iter() {
+            for answer in rx.try_iter() {
                 in_flight -= 1;
-                tally.record(t0, ok);
+                tally.answered(answer);
             }
             let now = Instant::now();
             while in_flight < share {
@@ -601,14 +602,25 @@ impl Driver<'_> {
             std::thread::sleep(wait.clamp(PACE_SLEEP_MIN, PACE_SLEEP_MAX));
         }
         while in_flight > 0 {
-            let Ok((t0, ok)) = rx.recv_timeout(ANSWER_PATIENCE) else {
+            let Ok(answer) = rx.recv_timeout(ANSWER_PATIENCE) else {
                 tally.errors += in_flight as u64;
                 break;
             };
             in_flight -= 1;
-            tally.record(t0, ok);
+            tally.answered(answer);
         }
         tally.into_parts()
+    }
+}
+
+/// An answer to an asynchronous request: its latency in microseconds if
+/// it succeeded.
+struct Answer(Option<u64>);
+
+impl Answer {
+    /// Timed now, from `t0`.
+    fn timed(t0: Instant, ok: bool) -> Answer {
+        Answer(ok.then(|| micros_since(t0)))
     }
 }
 
@@ -628,10 +640,9 @@ impl<'a> Tally<'a> {
         }
     }
 
-    /// An answer to a request timed from `t0`.
-    fn record(&mut self, t0: Instant, ok: bool) {
-        if ok {
-            self.hist.saturating_record(micros_since(t0));
+    fn answered(&mut self, answer: Answer) {
+        if let Some(us) = answer.0 {
+            self.hist.saturating_record(us);
             self.done.fetch_add(1, Ordering::Relaxed);
         } else {
             self.errors += 1;

@@ -405,6 +405,32 @@ fn an_open_loop_bench_holds_its_rate_and_refuses_a_rate_of_nothing() {
         (150.0..=310.0).contains(&rate),
         "an open loop at 300/s ran at {rate}/s"
     );
+    // A slow schedule: the client thread sleeps 50 ms at a time between
+    // requests, yet each answer is timed when it comes, not when the thread
+    // wakes to send the next one.
+    let slow = bench_json(
+        dir.path(),
+        "slow.json",
+        &[
+            "--regions",
+            "1",
+            "--rate",
+            "4",
+            "--client-threads",
+            "1",
+            "--concurrency",
+            "4",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+        ],
+    );
+    assert!(slow["ops"].as_u64().unwrap() >= 4, "{slow}");
+    assert!(
+        slow["p50_ms"].as_f64().unwrap() < 25.0,
+        "answers timed when the client woke: {slow}"
+    );
     let out = Command::new(BIN)
         .args(["bench", "--regions", "1", "--rate", "0", "--quiet"])
         .output()
