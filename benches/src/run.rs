@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use flotilla_raftstore::{Client, ClientConfig, StoreDirectory};
 use flotilla_transport::client::{RemoteConfig, RemoteStores};
 use hdrhistogram::Histogram;
@@ -548,15 +548,9 @@ impl Driver<'_> {
             in_flight += 1;
         }
         while in_flight > 0 {
-            // Every request is answered (applied, failed after the
-            // client's retries, or dropped by a leader that lost its
-            // place); this only guards the run against a lost answer.
-            let Ok(answer) = rx.recv_timeout(ANSWER_PATIENCE) else {
-                tally.errors += in_flight as u64;
+            if !tally.wait_for_answer(&rx, &mut in_flight) {
                 break;
-            };
-            in_flight -= 1;
-            tally.answered(answer);
+            }
             if claim() {
                 self.issue(rng, Instant::now(), &tx);
                 in_flight += 1;
@@ -601,14 +595,7 @@ impl Driver<'_> {
             let wait = pacer.next_due().saturating_duration_since(now);
             std::thread::sleep(wait.clamp(PACE_SLEEP_MIN, PACE_SLEEP_MAX));
         }
-        while in_flight > 0 {
-            let Ok(answer) = rx.recv_timeout(ANSWER_PATIENCE) else {
-                tally.errors += in_flight as u64;
-                break;
-            };
-            in_flight -= 1;
-            tally.answered(answer);
-        }
+        while in_flight > 0 && tally.wait_for_answer(&rx, &mut in_flight) {}
         tally.into_parts()
     }
 }
@@ -647,6 +634,21 @@ impl<'a> Tally<'a> {
         } else {
             self.errors += 1;
         }
+    }
+
+    /// Waits for one of `in_flight` requests' answers and counts it; false
+    /// if none came (every request is answered — applied, failed after the
+    /// client's retries, or dropped by a leader that lost its place — so
+    /// this only guards the run against a lost answer; the requests still
+    /// out then count as errors).
+    fn wait_for_answer(&mut self, answers: &Receiver<Answer>, in_flight: &mut usize) -> bool {
+        let Ok(answer) = answers.recv_timeout(ANSWER_PATIENCE) else {
+            self.errors += *in_flight as u64;
+            return false;
+        };
+        *in_flight -= 1;
+        self.answered(answer);
+        true
     }
 
     fn into_parts(self) -> (Histogram<u64>, u64) {
