@@ -98,6 +98,9 @@ pub struct Report {
     pub latency_ms: Vec<(f64, f64)>,
     /// Successful operations in each second of the run.
     pub timeline_ops_per_sec: Vec<f64>,
+    /// The 99th percentile latency of the requests answered in each whole
+    /// second of the run, milliseconds: a stall shows as one bad second.
+    pub timeline_p99_ms: Vec<f64>,
     /// Synced writes per second, all stores.
     pub syncs_per_sec: Option<f64>,
     /// Synced writes per round (at most 1 when batching).
@@ -158,6 +161,8 @@ pub struct ClientSide {
     pub secs: f64,
     /// Successful operations per second of the run.
     pub timeline: Vec<f64>,
+    /// 99th percentile latency of each whole second's answers, ms.
+    pub timeline_p99_ms: Vec<f64>,
     /// CPU seconds the process used during it.
     pub cpu_secs: Option<f64>,
 }
@@ -234,6 +239,7 @@ impl Report {
                 .map(|&p| (p, ms_at(&client.hist, p)))
                 .collect(),
             timeline_ops_per_sec: client.timeline.clone(),
+            timeline_p99_ms: client.timeline_p99_ms.clone(),
             syncs_per_sec: counters.map(|c| per_sec(c.synced_writes)),
             syncs_per_round: counters.and_then(|c| ratio(c.synced_writes, c.rounds)),
             entries_per_sync: counters.and_then(|c| ratio(c.entries_synced, c.synced_writes)),
@@ -262,6 +268,7 @@ impl Report {
             errors: 0,
             secs: 0.0,
             timeline: Vec::new(),
+            timeline_p99_ms: Vec::new(),
             cpu_secs: None,
         };
         Report {
@@ -306,6 +313,23 @@ impl Report {
             "  latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             self.p50_ms, self.p95_ms, self.p99_ms, self.p999_ms, self.max_ms
         );
+        if let Some((worst_at, worst)) = self
+            .timeline_p99_ms
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+        {
+            let mut sorted = self.timeline_p99_ms.clone();
+            sorted.sort_by(f64::total_cmp);
+            let _ = writeln!(
+                s,
+                "  each second's p99 ms: best {:.2}  median {:.2}  worst {:.2} (second {})",
+                sorted[0],
+                sorted[sorted.len() / 2],
+                worst,
+                worst_at + 1
+            );
+        }
         let _ = writeln!(
             s,
             "  stores: {} syncs/s, {} syncs/round, {} entries/sync, {} regions/round, {} msgs/flush, {} heartbeat frames/s per store pair",
@@ -378,6 +402,7 @@ mod tests {
             errors: 2,
             secs: 2.0,
             timeline: vec![500.0, 500.0],
+            timeline_p99_ms: vec![1.5, 9.0],
             cpu_secs: Some(1.0),
         };
         let counters = StoreCounters {
@@ -439,6 +464,13 @@ mod tests {
         assert_eq!(json["mode"], "batched");
         assert_eq!(json["raft_write"], "writer");
         assert!(r.render().contains("500 ops/s"));
+        assert_eq!(json["timeline_p99_ms"], serde_json::json!([1.5, 9.0]));
+        assert!(
+            r.render()
+                .contains("each second's p99 ms: best 1.50  median 9.00  worst 9.00 (second 2)"),
+            "{}",
+            r.render()
+        );
     }
 
     #[test]
@@ -448,6 +480,7 @@ mod tests {
             errors: 0,
             secs: 1.0,
             timeline: vec![],
+            timeline_p99_ms: vec![],
             cpu_secs: None,
         };
         let r = Report::build(setting(), &client, None, None, None);

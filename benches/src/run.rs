@@ -23,7 +23,7 @@ use crate::opts::{
 };
 use crate::pace::Pacer;
 use crate::plot;
-use crate::report::{ClientSide, Report, Setting, StoreCounters};
+use crate::report::{ClientSide, Report, Setting, StoreCounters, ms_at};
 use crate::workload::{Keys, Op, key};
 
 /// How long every region may take to take its first write.
@@ -387,7 +387,7 @@ impl Driver<'_> {
         };
         let started = Instant::now();
         let mut timeline = Vec::new();
-        let results: Vec<(Histogram<u64>, u64)> = std::thread::scope(|s| {
+        let results: Vec<Measured> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..self.threads)
                 .map(|t| {
                     let (stop, done, claimed) = (&stop, &done, &claimed);
@@ -405,12 +405,13 @@ impl Driver<'_> {
                         let pacer = self.rate.map(|r| {
                             Pacer::new(started, r * share as f64 / self.concurrency as f64)
                         });
+                        let tally = Tally::new(started, done);
                         match pacer {
                             _ if share == 1 => {
-                                self.blocking_loop(&mut rng, pacer, stop, claim, done)
+                                self.blocking_loop(&mut rng, pacer, stop, claim, tally)
                             }
-                            Some(p) => self.paced_loop(&mut rng, share, p, stop, claim, done),
-                            None => self.async_loop(&mut rng, share, claim, done),
+                            Some(p) => self.paced_loop(&mut rng, share, p, stop, claim, tally),
+                            None => self.async_loop(&mut rng, share, claim, tally),
                         }
                     })
                 })
@@ -441,16 +442,29 @@ impl Driver<'_> {
         let secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let mut hist = new_histogram();
+        let mut by_second: Vec<Histogram<u64>> = Vec::new();
         let mut errors = 0;
-        for (h, e) in results {
-            let _ = hist.add(h);
-            errors += e;
+        for m in results {
+            let _ = hist.add(m.hist);
+            if by_second.len() < m.by_second.len() {
+                by_second.resize_with(m.by_second.len(), new_histogram);
+            }
+            for (all, h) in by_second.iter_mut().zip(m.by_second) {
+                let _ = all.add(h);
+            }
+            errors += m.errors;
         }
         ClientSide {
             hist,
             errors,
             secs,
             timeline,
+            // The last second is cut short by the end of the run.
+            timeline_p99_ms: by_second
+                .iter()
+                .take(secs.floor() as usize)
+                .map(|h| ms_at(h, 99.0))
+                .collect(),
             cpu_secs: None,
         }
     }
@@ -458,12 +472,6 @@ impl Driver<'_> {
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
-}
-
-fn micros_since(t0: Instant) -> u64 {
-    u64::try_from(t0.elapsed().as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 impl Driver<'_> {
@@ -475,9 +483,8 @@ impl Driver<'_> {
         mut pacer: Option<Pacer>,
         stop: &AtomicBool,
         claim: impl Fn() -> bool,
-        done: &AtomicU64,
-    ) -> (Histogram<u64>, u64) {
-        let mut tally = Tally::new(done);
+        mut tally: Tally<'_>,
+    ) -> Measured {
         loop {
             let t0 = match &mut pacer {
                 None => Instant::now(),
@@ -538,10 +545,9 @@ impl Driver<'_> {
         rng: &mut ChaCha8Rng,
         share: usize,
         claim: impl Fn() -> bool,
-        done: &AtomicU64,
-    ) -> (Histogram<u64>, u64) {
+        mut tally: Tally<'_>,
+    ) -> Measured {
         let (tx, rx) = crossbeam_channel::unbounded::<Answer>();
-        let mut tally = Tally::new(done);
         let mut in_flight = 0usize;
         while in_flight < share && claim() {
             self.issue(rng, Instant::now(), &tx);
@@ -571,10 +577,9 @@ impl Driver<'_> {
         mut pacer: Pacer,
         stop: &AtomicBool,
         claim: impl Fn() -> bool,
-        done: &AtomicU64,
-    ) -> (Histogram<u64>, u64) {
+        mut tally: Tally<'_>,
+    ) -> Measured {
         let (tx, rx) = crossbeam_channel::unbounded::<Answer>();
-        let mut tally = Tally::new(done);
         let mut in_flight = 0usize;
         'run: while !stop.load(Ordering::Relaxed) {
             for answer in rx.try_iter() {
@@ -600,40 +605,67 @@ impl Driver<'_> {
     }
 }
 
-/// An answer to an asynchronous request: its latency in microseconds if
-/// it succeeded.
-struct Answer(Option<u64>);
+/// An answer to a request: when it came and, if the request succeeded,
+/// its latency in microseconds.
+struct Answer {
+    at: Instant,
+    latency_us: Option<u64>,
+}
 
 impl Answer {
     /// Timed now, from `t0`.
     fn timed(t0: Instant, ok: bool) -> Answer {
-        Answer(ok.then(|| micros_since(t0)))
+        let at = Instant::now();
+        let us = u64::try_from(at.saturating_duration_since(t0).as_micros()).unwrap_or(u64::MAX);
+        Answer {
+            at,
+            latency_us: ok.then_some(us.max(1)),
+        }
     }
+}
+
+/// What one client thread measured.
+struct Measured {
+    /// Latencies of the successful requests, microseconds.
+    hist: Histogram<u64>,
+    /// The same, by the second of the run in which each was answered.
+    by_second: Vec<Histogram<u64>>,
+    errors: u64,
 }
 
 /// One client thread's count of answers.
 struct Tally<'a> {
-    hist: Histogram<u64>,
-    errors: u64,
+    m: Measured,
+    /// The start of the run, from which answers are put in seconds.
+    started: Instant,
     done: &'a AtomicU64,
 }
 
 impl<'a> Tally<'a> {
-    fn new(done: &'a AtomicU64) -> Self {
+    fn new(started: Instant, done: &'a AtomicU64) -> Self {
         Tally {
-            hist: new_histogram(),
-            errors: 0,
+            m: Measured {
+                hist: new_histogram(),
+                by_second: Vec::new(),
+                errors: 0,
+            },
+            started,
             done,
         }
     }
 
     fn answered(&mut self, answer: Answer) {
-        if let Some(us) = answer.0 {
-            self.hist.saturating_record(us);
-            self.done.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.errors += 1;
+        let Some(us) = answer.latency_us else {
+            self.m.errors += 1;
+            return;
+        };
+        self.m.hist.saturating_record(us);
+        let second = answer.at.saturating_duration_since(self.started).as_secs() as usize;
+        if self.m.by_second.len() <= second {
+            self.m.by_second.resize_with(second + 1, new_histogram);
         }
+        self.m.by_second[second].saturating_record(us);
+        self.done.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Waits for one of `in_flight` requests' answers and counts it; false
@@ -643,7 +675,7 @@ impl<'a> Tally<'a> {
     /// out then count as errors).
     fn wait_for_answer(&mut self, answers: &Receiver<Answer>, in_flight: &mut usize) -> bool {
         let Ok(answer) = answers.recv_timeout(ANSWER_PATIENCE) else {
-            self.errors += *in_flight as u64;
+            self.m.errors += *in_flight as u64;
             return false;
         };
         *in_flight -= 1;
@@ -651,8 +683,8 @@ impl<'a> Tally<'a> {
         true
     }
 
-    fn into_parts(self) -> (Histogram<u64>, u64) {
-        (self.hist, self.errors)
+    fn into_parts(self) -> Measured {
+        self.m
     }
 }
 
@@ -672,6 +704,31 @@ fn process_cpu_seconds() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_counted_in_the_second_they_came() {
+        let done = AtomicU64::new(0);
+        let started = Instant::now();
+        let mut tally = Tally::new(started, &done);
+        let answer = |after_ms: u64, latency_us: u64| Answer {
+            at: started + Duration::from_millis(after_ms),
+            latency_us: Some(latency_us),
+        };
+        tally.answered(answer(10, 1_000));
+        tally.answered(answer(2_500, 50_000));
+        tally.answered(answer(2_600, 40_000));
+        tally.answered(Answer {
+            at: started,
+            latency_us: None,
+        });
+        let m = tally.into_parts();
+        assert_eq!(done.load(Ordering::Relaxed), 3);
+        assert_eq!(m.errors, 1);
+        assert_eq!(m.hist.len(), 3);
+        let counts: Vec<u64> = m.by_second.iter().map(|h| h.len()).collect();
+        assert_eq!(counts, [1, 0, 2], "by the second each answer came in");
+        assert!((ms_at(&m.by_second[2], 99.0) - 50.0).abs() < 0.1);
+    }
 
     #[test]
     fn process_cpu_time_is_read_and_grows() {

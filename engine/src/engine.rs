@@ -69,6 +69,9 @@ fn db_options(config: &EngineConfig) -> Options {
     // acknowledged writes (never a batch in part).
     opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
     opts.set_manual_wal_flush(config.manual_wal_flush);
+    // Allowed with point-in-time recovery (RocksDB turns recycling off for
+    // the two recovery modes it is unsafe with).
+    opts.set_recycle_log_file_num(config.wal_recycle_files);
     opts.set_use_fsync(false); // fdatasync, enough for the WAL's appends
     opts.set_paranoid_checks(true);
     // Every write goes through the WAL, which makes a batch spanning column
@@ -90,6 +93,7 @@ fn cf_options(name: &str, config: &EngineConfig) -> Result<Options> {
         CF_RAFT_LOG => config.raft_log_write_buffer_bytes,
         _ => config.write_buffer_bytes,
     });
+    opts.set_max_write_buffer_number(config.write_buffers_max);
     let compress = config.compression && (name == CF_DATA || name == CF_RAFT_LOG);
     if compress {
         // The first two levels are rewritten soonest (and the raft log
