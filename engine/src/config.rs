@@ -58,6 +58,15 @@ pub struct EngineConfig {
     pub wal_recycle_files: usize,
     /// RocksDB background threads for flushes and compactions.
     pub background_jobs: i32,
+    /// Bytes per second that flushes and compactions together may write
+    /// (RocksDB's rate limiter, refilled every 10 ms, flushes served
+    /// first); 0: no limit. A compaction otherwise runs as fast as a core
+    /// allows and takes that core from the raft threads for its whole
+    /// length (~0.1-0.2 s every ~2 s per store at 45k puts/s on the
+    /// reference machine); paced, it shares it. Set above what the load
+    /// needs on average — a store whose compactions fall behind collects
+    /// level-0 files and RocksDB slows its writes (docs/benchmarks.md).
+    pub background_write_bytes_per_sec: u64,
     /// Compress user data and raft log blocks with LZ4.
     pub compression: bool,
     /// Entry cache: the most entries one region keeps in memory.
@@ -82,6 +91,7 @@ impl Default for EngineConfig {
             manual_wal_flush: true,
             wal_recycle_files: 4,
             background_jobs: 2,
+            background_write_bytes_per_sec: 64 << 20,
             compression: true,
             entry_cache_region_entries_max: 1024,
             entry_cache_region_bytes_max: 4 << 20,

@@ -79,8 +79,16 @@ fn db_options(config: &EngineConfig) -> Options {
     opts.set_atomic_flush(false);
     opts.set_max_total_wal_size(config.wal_total_bytes_max);
     opts.set_max_background_jobs(config.background_jobs);
+    if config.background_write_bytes_per_sec > 0 {
+        let rate = i64::try_from(config.background_write_bytes_per_sec).unwrap_or(i64::MAX);
+        opts.set_ratelimiter(rate, BACKGROUND_WRITE_REFILL_MICROS, 10);
+    }
     opts
 }
+
+/// How often the background write budget is refilled: small slices keep
+/// a paced compaction from writing in bursts.
+const BACKGROUND_WRITE_REFILL_MICROS: i64 = 10_000;
 
 /// How many leading bytes of a key name its region in the CFs keyed by
 /// region: the CF's tag byte and the region id (`docs/storage-format.md`).
