@@ -99,7 +99,9 @@ pub struct Report {
     /// Successful operations in each second of the run.
     pub timeline_ops_per_sec: Vec<f64>,
     /// The 99th percentile latency of the requests answered in each whole
-    /// second of the run, milliseconds: a stall shows as one bad second.
+    /// second of the run, milliseconds: a stall shows as one bad second
+    /// (0 for a second in which none was answered, which
+    /// `timeline_ops_per_sec` shows).
     pub timeline_p99_ms: Vec<f64>,
     /// Synced writes per second, all stores.
     pub syncs_per_sec: Option<f64>,
@@ -313,21 +315,19 @@ impl Report {
             "  latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             self.p50_ms, self.p95_ms, self.p99_ms, self.p999_ms, self.max_ms
         );
-        if let Some((worst_at, worst)) = self
-            .timeline_p99_ms
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-        {
-            let mut sorted = self.timeline_p99_ms.clone();
+        let answered: Vec<(usize, f64)> = (1..)
+            .zip(self.timeline_p99_ms.iter().copied())
+            .filter(|&(_, p99)| p99 > 0.0)
+            .collect();
+        if let Some(&(worst_at, worst)) = answered.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            let mut sorted: Vec<f64> = answered.iter().map(|&(_, p99)| p99).collect();
             sorted.sort_by(f64::total_cmp);
             let _ = writeln!(
                 s,
-                "  each second's p99 ms: best {:.2}  median {:.2}  worst {:.2} (second {})",
+                "  each second's p99 ms: best {:.2}  median {:.2}  worst {:.2} (second {worst_at})",
                 sorted[0],
                 sorted[sorted.len() / 2],
                 worst,
-                worst_at + 1
             );
         }
         let _ = writeln!(
@@ -402,7 +402,7 @@ mod tests {
             errors: 2,
             secs: 2.0,
             timeline: vec![500.0, 500.0],
-            timeline_p99_ms: vec![1.5, 9.0],
+            timeline_p99_ms: vec![1.5, 0.0, 9.0],
             cpu_secs: Some(1.0),
         };
         let counters = StoreCounters {
@@ -464,10 +464,11 @@ mod tests {
         assert_eq!(json["mode"], "batched");
         assert_eq!(json["raft_write"], "writer");
         assert!(r.render().contains("500 ops/s"));
-        assert_eq!(json["timeline_p99_ms"], serde_json::json!([1.5, 9.0]));
+        assert_eq!(json["timeline_p99_ms"], serde_json::json!([1.5, 0.0, 9.0]));
+        // The second without answers is left out.
         assert!(
             r.render()
-                .contains("each second's p99 ms: best 1.50  median 9.00  worst 9.00 (second 2)"),
+                .contains("each second's p99 ms: best 1.50  median 9.00  worst 9.00 (second 3)"),
             "{}",
             r.render()
         );

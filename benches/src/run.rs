@@ -13,6 +13,7 @@ use flotilla_raftstore::{Client, ClientConfig, StoreDirectory};
 use flotilla_transport::client::{RemoteConfig, RemoteStores};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -321,7 +322,7 @@ fn each_in_parallel<T: Sync>(
 ) -> anyhow::Result<()> {
     let next = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
-    let first_error = parking_lot::Mutex::new(None);
+    let first_error = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
@@ -386,11 +387,12 @@ impl Driver<'_> {
             ProgressBar::hidden()
         };
         let started = Instant::now();
+        let seconds = Seconds::new(started);
         let mut timeline = Vec::new();
         let results: Vec<Measured> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..self.threads)
                 .map(|t| {
-                    let (stop, done, claimed) = (&stop, &done, &claimed);
+                    let (stop, done, claimed, seconds) = (&stop, &done, &claimed, &seconds);
                     // This thread's share of the requests in flight.
                     let share = self.concurrency / self.threads
                         + usize::from(t < self.concurrency % self.threads);
@@ -405,7 +407,7 @@ impl Driver<'_> {
                         let pacer = self.rate.map(|r| {
                             Pacer::new(started, r * share as f64 / self.concurrency as f64)
                         });
-                        let tally = Tally::new(started, done);
+                        let tally = Tally::new(seconds, done);
                         match pacer {
                             _ if share == 1 => {
                                 self.blocking_loop(&mut rng, pacer, stop, claim, tally)
@@ -442,16 +444,9 @@ impl Driver<'_> {
         let secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let mut hist = new_histogram();
-        let mut by_second: Vec<Histogram<u64>> = Vec::new();
         let mut errors = 0;
         for m in results {
             let _ = hist.add(m.hist);
-            if by_second.len() < m.by_second.len() {
-                by_second.resize_with(m.by_second.len(), new_histogram);
-            }
-            for (all, h) in by_second.iter_mut().zip(m.by_second) {
-                let _ = all.add(h);
-            }
             errors += m.errors;
         }
         ClientSide {
@@ -460,11 +455,7 @@ impl Driver<'_> {
             secs,
             timeline,
             // The last second is cut short by the end of the run.
-            timeline_p99_ms: by_second
-                .iter()
-                .take(secs.floor() as usize)
-                .map(|h| ms_at(h, 99.0))
-                .collect(),
+            timeline_p99_ms: seconds.p99_ms(secs.floor() as usize),
             cpu_secs: None,
         }
     }
@@ -628,28 +619,73 @@ impl Answer {
 struct Measured {
     /// Latencies of the successful requests, microseconds.
     hist: Histogram<u64>,
-    /// The same, by the second of the run in which each was answered.
-    by_second: Vec<Histogram<u64>>,
     errors: u64,
 }
 
-/// One client thread's count of answers.
-struct Tally<'a> {
-    m: Measured,
+/// The latencies of each second of the run, every client thread's
+/// together, at two significant digits (~20 KB a second: an hour's run
+/// keeps ~70 MB).
+struct Seconds {
     /// The start of the run, from which answers are put in seconds.
     started: Instant,
+    hists: Mutex<Vec<Histogram<u64>>>,
+}
+
+impl Seconds {
+    fn new(started: Instant) -> Self {
+        Seconds {
+            started,
+            hists: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn histogram() -> Histogram<u64> {
+        Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 2).expect("valid histogram bounds")
+    }
+
+    fn second_of(&self, at: Instant) -> usize {
+        at.saturating_duration_since(self.started).as_secs() as usize
+    }
+
+    /// Adds a thread's latencies of second `second`.
+    fn add(&self, second: usize, h: &Histogram<u64>) {
+        let mut hists = self.hists.lock();
+        if hists.len() <= second {
+            hists.resize_with(second + 1, Self::histogram);
+        }
+        let _ = hists[second].add(h);
+    }
+
+    /// The 99th percentile of each of the first `whole` seconds, ms.
+    fn p99_ms(self, whole: usize) -> Vec<f64> {
+        let hists = self.hists.into_inner();
+        (0..whole)
+            .map(|s| hists.get(s).map_or(0.0, |h| ms_at(h, 99.0)))
+            .collect()
+    }
+}
+
+/// One client thread's count of answers. The thread keeps the latencies
+/// of the current second and hands them to [`Seconds`] when the next one
+/// begins.
+struct Tally<'a> {
+    m: Measured,
+    seconds: &'a Seconds,
+    second: usize,
+    this_second: Histogram<u64>,
     done: &'a AtomicU64,
 }
 
 impl<'a> Tally<'a> {
-    fn new(started: Instant, done: &'a AtomicU64) -> Self {
+    fn new(seconds: &'a Seconds, done: &'a AtomicU64) -> Self {
         Tally {
             m: Measured {
                 hist: new_histogram(),
-                by_second: Vec::new(),
                 errors: 0,
             },
-            started,
+            seconds,
+            second: 0,
+            this_second: Seconds::histogram(),
             done,
         }
     }
@@ -660,12 +696,27 @@ impl<'a> Tally<'a> {
             return;
         };
         self.m.hist.saturating_record(us);
-        let second = answer.at.saturating_duration_since(self.started).as_secs() as usize;
-        if self.m.by_second.len() <= second {
-            self.m.by_second.resize_with(second + 1, new_histogram);
+        let second = self.seconds.second_of(answer.at);
+        if second > self.second {
+            self.end_second();
+            self.second = second;
         }
-        self.m.by_second[second].saturating_record(us);
+        if second == self.second {
+            self.this_second.saturating_record(us);
+        } else {
+            // Answers are taken a little out of order around a second's end.
+            let mut one = Seconds::histogram();
+            one.saturating_record(us);
+            self.seconds.add(second, &one);
+        }
         self.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end_second(&mut self) {
+        if !self.this_second.is_empty() {
+            self.seconds.add(self.second, &self.this_second);
+            self.this_second.reset();
+        }
     }
 
     /// Waits for one of `in_flight` requests' answers and counts it; false
@@ -683,7 +734,8 @@ impl<'a> Tally<'a> {
         true
     }
 
-    fn into_parts(self) -> Measured {
+    fn into_parts(mut self) -> Measured {
+        self.end_second();
         self.m
     }
 }
@@ -709,25 +761,34 @@ mod tests {
     fn answers_are_counted_in_the_second_they_came() {
         let done = AtomicU64::new(0);
         let started = Instant::now();
-        let mut tally = Tally::new(started, &done);
+        let seconds = Seconds::new(started);
         let answer = |after_ms: u64, latency_us: u64| Answer {
             at: started + Duration::from_millis(after_ms),
             latency_us: Some(latency_us),
         };
-        tally.answered(answer(10, 1_000));
-        tally.answered(answer(2_500, 50_000));
-        tally.answered(answer(2_600, 40_000));
-        tally.answered(Answer {
+        let mut a = Tally::new(&seconds, &done);
+        let mut b = Tally::new(&seconds, &done);
+        a.answered(answer(10, 1_000));
+        a.answered(answer(2_500, 50_000));
+        b.answered(answer(2_600, 40_000));
+        // Late: taken after a later second's answer.
+        a.answered(answer(3_100, 2_000));
+        a.answered(answer(2_900, 60_000));
+        b.answered(Answer {
             at: started,
             latency_us: None,
         });
-        let m = tally.into_parts();
-        assert_eq!(done.load(Ordering::Relaxed), 3);
-        assert_eq!(m.errors, 1);
-        assert_eq!(m.hist.len(), 3);
-        let counts: Vec<u64> = m.by_second.iter().map(|h| h.len()).collect();
-        assert_eq!(counts, [1, 0, 2], "by the second each answer came in");
-        assert!((ms_at(&m.by_second[2], 99.0) - 50.0).abs() < 0.1);
+        let (a, b) = (a.into_parts(), b.into_parts());
+        assert_eq!(done.load(Ordering::Relaxed), 5);
+        assert_eq!((a.errors, b.errors), (0, 1));
+        assert_eq!(a.hist.len() + b.hist.len(), 5);
+        let counts: Vec<u64> = seconds.hists.lock().iter().map(|h| h.len()).collect();
+        assert_eq!(counts, [1, 0, 3, 1], "by the second each answer came in");
+        let p99 = seconds.p99_ms(3);
+        assert_eq!(p99.len(), 3, "whole seconds only");
+        assert!((p99[0] - 1.0).abs() < 0.02, "{p99:?}");
+        assert_eq!(p99[1], 0.0, "a second without answers");
+        assert!((p99[2] - 60.0).abs() < 0.6, "{p99:?}");
     }
 
     #[test]
