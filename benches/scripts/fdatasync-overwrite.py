@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """4 KiB write + fdatasync, appended to a growing file against written over
 blocks the file already has: wall time and the machine's CPU per sync (all
-CPUs, from /proc/stat, so the file system's journal thread counts too).
+CPUs, from /proc/stat, so work the kernel does in other threads counts too).
 
 Usage: fdatasync-overwrite.py [DIR] [SYNCS]   (DIR on the disk to measure)
 """

@@ -49,8 +49,8 @@ pub struct EngineConfig {
     pub manual_wal_flush: bool,
     /// Obsolete WAL files kept to be written over by later WALs instead of
     /// deleted (0: never). A sync of a write into a file's existing blocks
-    /// does not change the file's size, so the file system need not commit
-    /// its journal for it: on the reference machine a 4 KiB write and
+    /// changes neither the file's size nor its blocks, so the file system
+    /// writes no metadata with it: on the reference machine a 4 KiB write and
     /// `fdatasync` took ~160 µs and ~60 µs of CPU over existing blocks
     /// against ~230 µs and ~90 µs appended (docs/benchmarks.md). Recovery
     /// tells a recycled file's old records from new ones by the log number
