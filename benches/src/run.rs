@@ -647,13 +647,13 @@ impl Seconds {
         at.saturating_duration_since(self.started).as_secs() as usize
     }
 
-    /// Adds a thread's latencies of second `second`.
-    fn add(&self, second: usize, h: &Histogram<u64>) {
+    /// Runs `f` on second `second`'s histogram.
+    fn with_second(&self, second: usize, f: impl FnOnce(&mut Histogram<u64>)) {
         let mut hists = self.hists.lock();
         if hists.len() <= second {
             hists.resize_with(second + 1, Self::histogram);
         }
-        let _ = hists[second].add(h);
+        f(&mut hists[second]);
     }
 
     /// The 99th percentile of each of the first `whole` seconds, ms.
@@ -705,16 +705,18 @@ impl<'a> Tally<'a> {
             self.this_second.saturating_record(us);
         } else {
             // Answers are taken a little out of order around a second's end.
-            let mut one = Seconds::histogram();
-            one.saturating_record(us);
-            self.seconds.add(second, &one);
+            self.seconds
+                .with_second(second, |h| h.saturating_record(us));
         }
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 
     fn end_second(&mut self) {
         if !self.this_second.is_empty() {
-            self.seconds.add(self.second, &self.this_second);
+            let this_second = &self.this_second;
+            self.seconds.with_second(self.second, |h| {
+                let _ = h.add(this_second);
+            });
             self.this_second.reset();
         }
     }
