@@ -24,7 +24,8 @@ use crate::workload::{KEYS, Load};
 
 // The store allocates and frees many small buffers per replicated entry
 // (messages, entries, frames) across threads; mimalloc does that with a
-// fraction of the system allocator's CPU.
+// fraction of the system allocator's CPU. It is built without transparent
+// huge pages (the workspace's `no_thp`): see the note there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
