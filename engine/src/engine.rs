@@ -117,7 +117,10 @@ fn cf_options(name: &str, config: &EngineConfig) -> Result<Options> {
         // (state records), interleaved with other regions' in one batch: the
         // memtable keeps, per region prefix, where its last insert landed and
         // starts the next one's skip-list search there instead of at the top.
-        // Only settable through RocksDB's option string.
+        // RocksDB uses these hints when it inserts a write group serially
+        // (the writer threads' raft batches go that way, per `perf`); a group
+        // inserted in parallel goes without. Only settable through RocksDB's
+        // option string.
         opts = opts.get_options_from_string(format!(
             "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{REGION_PREFIX_BYTES}"
         ))?;
