@@ -54,6 +54,10 @@ pub struct Knobs {
     pub pre_vote: Vec<bool>,
     /// Check-quorum, per peer.
     pub check_quorum: Vec<bool>,
+    /// Whether a peer that leads sends every follower an append when its
+    /// commit index moves, per peer (off: the commit rides on the next
+    /// append or heartbeat).
+    pub broadcast_commit: Vec<bool>,
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: usize,
     /// Cap on one append's entry bytes.
@@ -164,6 +168,7 @@ impl Knobs {
             p_heal: rng.random_range(0.02..0.2),
             p_compact: pick(rng, &[0.0, 0.005, 0.02]),
             p_transfer: pick(rng, &[0.0, 0.0, 0.005, 0.02]),
+            broadcast_commit: (0..nodes).map(|_| rng.random_bool(0.5)).collect(),
         }
     }
 
@@ -192,6 +197,7 @@ impl Knobs {
         self.p_partition = 0.1;
         self.p_heal = 0.2;
         self.p_transfer = 0.05;
+        self.broadcast_commit = (0..nodes).map(|_| rng.random_bool(0.5)).collect();
         self
     }
 
@@ -222,6 +228,7 @@ impl Knobs {
             p_heal: 0.0,
             p_compact: 0.0,
             p_transfer: 0.0,
+            broadcast_commit: vec![true; nodes],
         }
     }
 
@@ -236,6 +243,7 @@ impl Knobs {
             uncommitted_bytes_max: self.uncommitted_bytes_max,
             pre_vote: self.pre_vote[i],
             check_quorum: self.check_quorum[i],
+            broadcast_commit: self.broadcast_commit[i],
             ..Config::new(id)
         }
     }

@@ -40,6 +40,16 @@ pub struct Config {
     pub read_only_option: ReadOnlyOption,
     /// Followers drop proposals instead of forwarding them to the leader.
     pub disable_proposal_forwarding: bool,
+    /// When an acknowledgement moves the commit index, send every follower
+    /// an append at once, an empty one if it has no new entries, so it
+    /// learns the commit within one message. When false, only followers
+    /// with entries to receive get an append (it carries the commit); the
+    /// others learn the commit from their next append or heartbeat, at
+    /// most `heartbeat_ticks` later. That saves two messages (the empty
+    /// append and its acknowledgement) per follower per commit; the
+    /// leader's own apply, and so the client's answer, does not wait for
+    /// it either way.
+    pub broadcast_commit: bool,
     /// Seed for the randomized election timeout; mixed with `id`.
     pub seed: u64,
 }
@@ -60,6 +70,7 @@ impl Default for Config {
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,
             disable_proposal_forwarding: false,
+            broadcast_commit: true,
             seed: 0,
         }
     }

@@ -124,6 +124,7 @@ pub struct Raft<S: Storage> {
     pub(crate) msg_bytes_max: u64,
     pub(crate) uncommitted_bytes_max: u64,
     pub(crate) disable_proposal_forwarding: bool,
+    pub(crate) broadcast_commit: bool,
     rng: ChaCha8Rng,
 }
 
@@ -175,6 +176,7 @@ impl<S: Storage> Raft<S> {
             msg_bytes_max: c.msg_bytes_max,
             uncommitted_bytes_max: c.uncommitted_bytes_max,
             disable_proposal_forwarding: c.disable_proposal_forwarding,
+            broadcast_commit: c.broadcast_commit,
             rng: ChaCha8Rng::seed_from_u64(seed),
         };
         let last_index = r.raft_log.last_index();

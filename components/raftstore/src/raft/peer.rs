@@ -101,6 +101,7 @@ impl Peer {
         rc.pre_vote = true;
         rc.read_only_option = ReadOnlyOption::Safe;
         rc.disable_proposal_forwarding = true;
+        rc.broadcast_commit = cfg.broadcast_commit;
         rc.seed = cfg.seed ^ region.id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let raft = RawNode::new(&rc, storage)
             .map_err(|e| Error::InvalidRequest(format!("region {}: {e}", region.id)))?;

@@ -87,6 +87,13 @@ impl PeerSpec {
         self
     }
 
+    /// Whether a leader sends every follower an append when its commit
+    /// index moves (see `Config::broadcast_commit`).
+    pub fn broadcast_commit(mut self, on: bool) -> Self {
+        self.cfg.broadcast_commit = on;
+        self
+    }
+
     /// The heartbeat interval in ticks.
     pub fn heartbeat_ticks(mut self, ticks: usize) -> Self {
         self.cfg.heartbeat_ticks = ticks;

@@ -12,8 +12,14 @@ use super::harness::{
 /// A leader of term 1 over peers 1..=size whose followers all acknowledged
 /// its first (empty) entry, which is therefore committed.
 fn leader_with_committed_first_entry(size: u64) -> Peer {
+    leader_with_committed_first_entry_of(size, true)
+}
+
+fn leader_with_committed_first_entry_of(size: u64, broadcast_commit: bool) -> Peer {
     let ids: Vec<u64> = (1..=size).collect();
-    let mut p = PeerSpec::new(1, &ids).build();
+    let mut p = PeerSpec::new(1, &ids)
+        .broadcast_commit(broadcast_commit)
+        .build();
     drive_to(&mut p, StateRole::Leader);
     for &id in &ids[1..] {
         deliver(&mut p, append_ack(id, 1, 1, 1));
@@ -117,6 +123,54 @@ fn a_leader_announces_its_commit_index_in_appends_and_heartbeats() {
     let sent = flush(&mut p).sent;
     // Peer 3 is only known to hold entry 1.
     assert_eq!(commits(&sent, MessageType::MsgHeartbeat), [(2, 2), (3, 1)]);
+}
+
+/// Without the commit broadcast, a commit sends nothing by itself: the
+/// followers learn it from the next append that carries them entries, or
+/// from the next heartbeat.
+#[test]
+fn without_commit_broadcast_the_commit_rides_on_the_next_append_or_heartbeat() {
+    let commits = |msgs: &[Message], t| {
+        let ms = of_type(msgs, t);
+        ms.iter().map(|m| (m.to, m.commit)).collect::<Vec<_>>()
+    };
+    let mut p = leader_with_committed_first_entry_of(3, false);
+    propose(&mut p, "x");
+    flush(&mut p);
+    deliver(&mut p, append_ack(2, 1, 1, 2));
+    assert_eq!(p.raft.raft_log.committed, 2);
+    let sent = flush(&mut p).sent;
+    assert_eq!(
+        commits(&sent, MessageType::MsgAppend),
+        [],
+        "no empty appends for the commit alone"
+    );
+    deliver(&mut p, append_ack(3, 1, 1, 2));
+    assert!(flush(&mut p).sent.is_empty(), "nothing new for anyone");
+
+    // New entries carry the commit.
+    propose(&mut p, "y");
+    let sent = flush(&mut p).sent;
+    assert_eq!(commits(&sent, MessageType::MsgAppend), [(2, 2), (3, 2)]);
+    deliver(&mut p, append_ack(2, 1, 1, 3));
+    deliver(&mut p, append_ack(3, 1, 1, 3));
+    assert_eq!(p.raft.raft_log.committed, 3);
+    assert!(flush(&mut p).sent.is_empty());
+    // A quiet group's followers learn it from the heartbeat.
+    p.tick();
+    let sent = flush(&mut p).sent;
+    assert_eq!(commits(&sent, MessageType::MsgHeartbeat), [(2, 3), (3, 3)]);
+
+    // With the broadcast, the same commit sends both followers an append.
+    let mut p = leader_with_committed_first_entry_of(3, true);
+    propose(&mut p, "x");
+    flush(&mut p);
+    deliver(&mut p, append_ack(2, 1, 1, 2));
+    deliver(&mut p, append_ack(3, 1, 1, 2));
+    let sent = flush(&mut p).sent;
+    let appends = of_type(&sent, MessageType::MsgAppend);
+    assert_eq!(commits(&sent, MessageType::MsgAppend), [(2, 2), (3, 2)]);
+    assert!(appends.iter().all(|m| m.entries.is_empty()));
 }
 
 /// §5.3: "Once a follower learns that a log entry is committed, it applies
