@@ -118,6 +118,9 @@ pub struct LocalClusterConfig {
     pub cross_region_batching: bool,
     /// Write and sync raft batches on each store's writer thread.
     pub async_raft_write: bool,
+    /// Send followers an append at every commit (see
+    /// `StoreConfig::broadcast_commit`).
+    pub broadcast_commit: bool,
 }
 
 /// A running local cluster.
@@ -169,6 +172,7 @@ impl LocalCluster {
             scfg.pool_size = cfg.pollers;
             scfg.cross_region_batching = cfg.cross_region_batching;
             scfg.async_raft_write = cfg.async_raft_write;
+            scfg.broadcast_commit = cfg.broadcast_commit;
             scfg.seed = id;
             let peers = raft_addrs
                 .iter()

@@ -111,6 +111,11 @@ pub struct Common {
     /// mode; naive stores write in the round).
     #[arg(long, value_enum, default_value_t = RaftWrite::Writer)]
     pub raft_write: RaftWrite,
+    /// Local stores send every follower an append each time a region's
+    /// commit index moves, instead of letting the commit ride on the next
+    /// append or heartbeat (the store's default).
+    #[arg(long)]
+    pub broadcast_commit: bool,
     /// How long each raw-disk measurement runs, before and after the load
     /// (0s: skip the calibration).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

@@ -59,6 +59,10 @@ pub struct Report {
     /// Where the local stores wrote their raft batches (`writer` or
     /// `round`; none for naive stores and remote clusters).
     pub raft_write: Option<RaftWrite>,
+    /// Whether local stores sent every follower an append each time a
+    /// commit index moved (otherwise the commit rides on the next append
+    /// or heartbeat).
+    pub broadcast_commit: bool,
     /// The workload.
     pub workload: Workload,
     /// Key choice.
@@ -176,6 +180,8 @@ pub struct Setting {
     pub mode: Mode,
     /// Where the local stores wrote their raft batches.
     pub raft_write: Option<RaftWrite>,
+    /// Whether local stores sent followers an append at every commit.
+    pub broadcast_commit: bool,
     /// Workload.
     pub workload: Workload,
     /// Key choice.
@@ -219,6 +225,7 @@ impl Report {
         Report {
             mode: s.mode,
             raft_write: s.raft_write,
+            broadcast_commit: s.broadcast_commit,
             workload: s.workload,
             distribution: s.distribution,
             stores: s.stores,
@@ -287,7 +294,7 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "{:?} workload, {:?} keys ({}), {} B values, {}, {} stores, {} regions, mode {:?}{}",
+            "{:?} workload, {:?} keys ({}), {} B values, {}, {} stores, {} regions, mode {:?}{}{}",
             self.workload,
             self.distribution,
             self.keys,
@@ -304,6 +311,11 @@ impl Report {
             self.mode,
             self.raft_write
                 .map_or_else(String::new, |w| format!(", raft write in the {w:?}")),
+            if self.broadcast_commit {
+                ", commit broadcast"
+            } else {
+                ""
+            },
         );
         let _ = writeln!(
             s,
@@ -380,6 +392,7 @@ mod tests {
         Setting {
             mode: Mode::Batched,
             raft_write: Some(RaftWrite::Writer),
+            broadcast_commit: false,
             workload: Workload::Write,
             distribution: Distribution::Uniform,
             stores: 3,
@@ -416,6 +429,7 @@ mod tests {
         };
         let ceiling = DiskCeiling {
             batch_entries: 8,
+            rocksdb_batches: 1000,
             rocksdb_syncs_per_sec: 1000.0,
             rocksdb_entries_per_sec: 3000.0,
             fdatasync_4k_per_sec: 2000.0,
@@ -457,6 +471,7 @@ mod tests {
             "stores",
             "mode",
             "raft_write",
+            "broadcast_commit",
             "ceiling_fraction",
         ] {
             assert!(json.get(k).is_some(), "{k} missing from the JSON");

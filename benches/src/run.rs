@@ -99,6 +99,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                         Setting {
                             mode,
                             raft_write: (mode == Mode::Batched).then_some(args.common.raft_write),
+                            broadcast_commit: args.common.broadcast_commit,
                             workload: args.common.workload,
                             distribution: args.common.distribution,
                             stores: args.common.stores,
@@ -184,6 +185,7 @@ pub fn run_one(
             pollers: common.pollers,
             cross_region_batching: mode == Mode::Batched,
             async_raft_write: common.raft_write == RaftWrite::Writer,
+            broadcast_commit: common.broadcast_commit,
         })?;
         let local = c.local.clone();
         cluster = Some(c);
@@ -292,6 +294,7 @@ pub fn run_one(
         Setting {
             mode,
             raft_write: (mode == Mode::Batched).then_some(common.raft_write),
+            broadcast_commit: common.broadcast_commit,
             workload: common.workload,
             distribution: common.distribution,
             stores,

@@ -185,6 +185,7 @@ fn local(
         pollers: 2,
         cross_region_batching: true,
         async_raft_write: true,
+        broadcast_commit: false,
     })?;
     let mut status_servers = Vec::new();
     for (id, r) in &cluster.stores {
