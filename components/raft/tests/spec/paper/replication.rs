@@ -29,6 +29,11 @@ fn leader_with_committed_first_entry_of(size: u64, broadcast_commit: bool) -> Pe
     p
 }
 
+/// The (destination, commit index) of each message of type `t`.
+fn commits(msgs: &[Message], t: MessageType) -> Vec<(u64, u64)> {
+    of_type(msgs, t).iter().map(|m| (m.to, m.commit)).collect()
+}
+
 fn propose(p: &mut Peer, data: &'static str) {
     p.propose(Bytes::new(), Bytes::from_static(data.as_bytes()))
         .expect("propose");
@@ -114,10 +119,6 @@ fn a_leader_announces_its_commit_index_in_appends_and_heartbeats() {
     deliver(&mut p, append_ack(2, 1, 1, 2));
     assert_eq!(p.raft.raft_log.committed, 2);
     let sent = flush(&mut p).sent;
-    let commits = |msgs: &[Message], t| {
-        let ms = of_type(msgs, t);
-        ms.iter().map(|m| (m.to, m.commit)).collect::<Vec<_>>()
-    };
     assert_eq!(commits(&sent, MessageType::MsgAppend), [(2, 2), (3, 2)]);
     p.tick();
     let sent = flush(&mut p).sent;
@@ -130,10 +131,6 @@ fn a_leader_announces_its_commit_index_in_appends_and_heartbeats() {
 /// from the next heartbeat.
 #[test]
 fn without_commit_broadcast_the_commit_rides_on_the_next_append_or_heartbeat() {
-    let commits = |msgs: &[Message], t| {
-        let ms = of_type(msgs, t);
-        ms.iter().map(|m| (m.to, m.commit)).collect::<Vec<_>>()
-    };
     let mut p = leader_with_committed_first_entry_of(3, false);
     propose(&mut p, "x");
     flush(&mut p);
