@@ -109,6 +109,11 @@ pub struct Raft {
     /// A leader lease; must be shorter than the election timeout
     /// (`tick_ms * election_ticks`), the difference covering clock drift.
     pub lease_ms: u64,
+    /// Send every follower an append each time a region's commit index
+    /// moves. Off (the default), the commit rides on the next append or
+    /// heartbeat, and followers apply up to `heartbeat_ticks` later.
+    #[serde(default)]
+    pub broadcast_commit: bool,
 }
 
 impl Default for Raft {
@@ -118,6 +123,7 @@ impl Default for Raft {
             election_ticks: 10,
             heartbeat_ticks: 2,
             lease_ms: 800,
+            broadcast_commit: false,
         }
     }
 }
@@ -207,6 +213,7 @@ impl FileConfig {
         store.tick_interval = Duration::from_millis(r.tick_ms);
         store.election_ticks = r.election_ticks;
         store.heartbeat_ticks = r.heartbeat_ticks;
+        store.broadcast_commit = r.broadcast_commit;
         store.lease_drift_margin = Duration::from_millis(election_ms - r.lease_ms);
         store.pool_size = self.limits.pollers;
         store.round_regions_max = self.limits.round_regions_max;
@@ -279,6 +286,9 @@ mod tests {
         assert_eq!(c.store.lease_duration(), Duration::from_millis(400));
         assert_eq!(c.transport.peers.len(), 2);
         assert_eq!(c.transport.snapshot_chunk_bytes, 1 << 20, "defaults apply");
+        assert!(!c.store.broadcast_commit, "defaults apply");
+        let on = GOOD.replace("lease_ms = 400", "lease_ms = 400\nbroadcast_commit = true");
+        assert!(check(&on).unwrap().store.broadcast_commit);
     }
 
     #[test]
