@@ -85,6 +85,7 @@ fn measure_up_to(
     let engine = Engine::open(scratch.path().join("rocksdb"), &ceiling_engine_config())?;
     let value = vec![0x5a_u8; value_bytes];
     let (mut batches, mut next) = (0u64, 0u64);
+    // Each entry: its value and a 26-byte key, plus RocksDB's few bytes.
     let per_batch = batch_entries * (value_bytes as u64 + 32);
     let started = Instant::now();
     while batches == 0 || (started.elapsed() < half && (batches + 1) * per_batch <= data_bytes_max)

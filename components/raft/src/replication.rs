@@ -414,14 +414,11 @@ impl<S: Storage> Raft<S> {
             ProgressState::Snapshot => {}
         }
         if self.maybe_commit() {
-            if self.broadcast_commit {
-                self.bcast_append();
-            } else {
-                // The commit rides on the appends that carry entries; the
-                // rest learn it from their next append or heartbeat.
-                for id in self.peer_ids() {
-                    self.maybe_send_append(id, false);
-                }
+            // Without the broadcast, the commit rides on the appends that
+            // carry entries; the rest learn it from their next append or
+            // heartbeat.
+            for id in self.peer_ids() {
+                self.maybe_send_append(id, self.broadcast_commit);
             }
         } else if old_paused && from != self.id {
             self.send_append(from);
