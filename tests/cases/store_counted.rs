@@ -13,6 +13,7 @@ use flotilla_proto::metapb::Region;
 use flotilla_raftstore::StoreConfig;
 use flotilla_raftstore::bootstrap::even_split_keys;
 use flotilla_tests::cluster::{ClusterSpec, ManualCluster};
+use prost::Message as _;
 
 fn put_cmd(region: &Region, key: &[u8]) -> WriteCommand {
     WriteCommand {
@@ -292,4 +293,87 @@ fn a_committed_write_is_answered_before_the_rounds_own_sync() {
         "it waited for the apply write only"
     );
     c.settle();
+}
+
+/// Store 1 takes `writes` writes to the one region of `c` (keys 0..writes,
+/// values "v"), with a write addressed to another region among them, then
+/// runs one round. Returns how many raft entries that round synced, and
+/// each writer's outcome once the cluster settled (the stray one last).
+fn writes_in_one_turn(c: &mut ManualCluster, writes: usize) -> (u64, Vec<bool>) {
+    let region = c.regions[0].clone();
+    let router = c.stores[&1].router();
+    let outcomes = Arc::new(std::sync::Mutex::new(vec![None; writes + 1]));
+    let answer = |i: usize| {
+        let outcomes = outcomes.clone();
+        Box::new(move |res: flotilla_raftstore::Result<()>| {
+            outcomes.lock().expect("outcomes")[i] = Some(res.is_ok());
+        })
+    };
+    for i in 0..writes {
+        if i == writes / 2 {
+            let mut stray = put_cmd(&region, b"k000001");
+            stray.header.as_mut().expect("header").region_id = region.id + 1000;
+            router.write(stray, answer(writes));
+        }
+        router.write(put_cmd(&region, format!("k{i:06}").as_bytes()), answer(i));
+    }
+    let before = c.stores[&1].stats();
+    c.stores.get_mut(&1).expect("store 1").run_round();
+    let entries = c.stores[&1].stats().entries_synced - before.entries_synced;
+    c.settle();
+    let outcomes = outcomes
+        .lock()
+        .expect("outcomes")
+        .iter()
+        .map(|o| o.expect("every writer answered"))
+        .collect();
+    (entries, outcomes)
+}
+
+#[test]
+fn writes_a_leader_takes_in_one_turn_share_one_entry_and_each_is_answered() {
+    let mut c = led_by_store_1(1);
+    let (entries, outcomes) = writes_in_one_turn(&mut c, 50);
+    assert_eq!(entries, 1, "50 writes of one turn in one entry");
+    assert!(outcomes[..50].iter().all(|ok| *ok), "every write applied");
+    assert!(!outcomes[50], "the stray write refused on its own");
+    // Every replica holds every write: the entry applied everywhere.
+    for _ in 0..4 {
+        c.tick(&[1, 2, 3]);
+    }
+    let region = c.regions[0].clone();
+    for store in [1, 2, 3] {
+        let engine = c.stores[&store].engine();
+        for i in 0..50 {
+            let key = format!("k{i:06}");
+            assert_eq!(
+                engine
+                    .get(&region, key.as_bytes())
+                    .expect("read")
+                    .as_deref(),
+                Some(&b"v"[..]),
+                "{key} on store {store}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_turns_writes_split_into_entries_at_the_byte_cap_or_one_entry_each_without_batching() {
+    let mut c = led_by_store_1_with(1, |cfg| cfg.proposal_batch_bytes_max = 100);
+    // Every put of the test encodes to the same size.
+    let one = put_cmd(&c.regions[0], b"k000000").encoded_len();
+    let per_entry = 100 / one;
+    assert!(per_entry >= 2, "a put of {one} bytes");
+    let (entries, outcomes) = writes_in_one_turn(&mut c, 20);
+    assert_eq!(
+        entries,
+        20_u64.div_ceil(per_entry as u64),
+        "20 writes, {per_entry} to an entry"
+    );
+    assert!(outcomes[..20].iter().all(|ok| *ok));
+    let mut c = led_by_store_1_with(1, |cfg| cfg.proposal_batch_bytes_max = 0);
+    let (entries, outcomes) = writes_in_one_turn(&mut c, 20);
+    assert_eq!(entries, 20, "one entry per write");
+    assert!(outcomes[..20].iter().all(|ok| *ok));
 }

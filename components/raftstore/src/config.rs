@@ -68,6 +68,11 @@ pub struct StoreConfig {
     /// acknowledgement per follower). A leader applies and answers as soon
     /// as it knows the commit either way; only followers apply later.
     pub broadcast_commit: bool,
+    /// Client writes a leader takes from its mailbox in one turn join one
+    /// raft entry (one command, its requests in arrival order, applied
+    /// atomically) until it holds this many bytes; each writer still gets
+    /// its own answer. 0: one entry per write.
+    pub proposal_batch_bytes_max: u64,
 }
 
 impl StoreConfig {
@@ -94,6 +99,7 @@ impl StoreConfig {
             cross_region_batching: true,
             async_raft_write: true,
             broadcast_commit: false,
+            proposal_batch_bytes_max: 64 << 10,
         }
     }
 

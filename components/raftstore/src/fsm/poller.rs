@@ -322,7 +322,7 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 PeerMsg::Raft(m) => peer.on_raft_message(*m),
                 PeerMsg::Heartbeat(h) => peer.on_heartbeat(&h),
                 PeerMsg::Tick => peer.raft.tick(),
-                PeerMsg::Write { cmd, cb } => peer.propose_write(&mut self.ctx, cmd, cb),
+                PeerMsg::Write { cmd, cb } => peer.take_write(&mut self.ctx, cmd, cb),
                 PeerMsg::Read { epoch, req, cb } => peer.read(&mut self.ctx, epoch, req, cb),
                 PeerMsg::Wake => {}
                 PeerMsg::Persisted => {}
@@ -333,6 +333,7 @@ impl PollHandler<PeerFsm, StoreFsm> for RaftPoller {
                 }
             }
         }
+        peer.propose_batch(&mut self.ctx);
         if self.ctx.shared.cfg.cross_region_batching {
             peer.collect_ready(&mut self.ctx, self.slot);
             self.slot += 1;

@@ -1,5 +1,10 @@
 //! Writes: checks against the region, then a proposal whose callback
-//! waits for the entry to apply.
+//! waits for the entry to apply. The writes a leader takes in one turn
+//! join one entry ([`StoreConfig::proposal_batch_bytes_max`]): one log
+//! entry, one append slot and one command to decode per turn instead of
+//! one per write.
+//!
+//! [`StoreConfig::proposal_batch_bytes_max`]: crate::StoreConfig::proposal_batch_bytes_max
 
 use bytes::Bytes;
 use flotilla_engine::region_contains;
@@ -10,19 +15,69 @@ use prost::Message as _;
 use crate::errors::{Error, Result};
 use crate::fsm::RoundCtx;
 use crate::msg::Callback;
-use crate::raft::{Peer, Proposal};
+use crate::raft::{Peer, Proposal, ProposalBatch};
 
 impl Peer {
-    /// Proposes a write, or fails its callback at once.
-    pub(crate) fn propose_write(
-        &mut self,
-        ctx: &mut RoundCtx,
-        cmd: WriteCommand,
-        cb: Callback<()>,
-    ) {
+    /// Takes a client's write: fails its callback at once if the region or
+    /// the leadership refuses it, else adds it to this turn's batch
+    /// (proposed when the batch is full, or by [`Self::propose_batch`] at
+    /// the end of the turn).
+    pub(crate) fn take_write(&mut self, ctx: &mut RoundCtx, cmd: WriteCommand, cb: Callback<()>) {
         if let Err(e) = self.check_write(&cmd) {
             return cb(Err(e));
         }
+        if !self.is_leader() {
+            return cb(Err(self.not_leader()));
+        }
+        let bytes = cmd.encoded_len() as u64;
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.bytes + bytes > self.proposal_batch_bytes_max)
+        {
+            self.propose_batch(ctx);
+        }
+        match &mut self.batch {
+            // Checked against the same epoch in the same turn: the writes
+            // share a header.
+            Some(b) => {
+                b.cmd.requests.extend(cmd.requests);
+                b.bytes += bytes;
+                b.cbs.push(cb);
+            }
+            None => {
+                self.batch = Some(ProposalBatch {
+                    cmd,
+                    bytes,
+                    cbs: vec![cb],
+                })
+            }
+        }
+        if self.proposal_batch_bytes_max == 0 {
+            self.propose_batch(ctx);
+        }
+    }
+
+    /// Proposes this turn's writes as one entry; each writer hears the
+    /// entry's outcome.
+    pub(crate) fn propose_batch(&mut self, ctx: &mut RoundCtx) {
+        let Some(ProposalBatch { cmd, mut cbs, .. }) = self.batch.take() else {
+            return;
+        };
+        let cb: Callback<()> = if cbs.len() == 1 {
+            cbs.pop().expect("one callback")
+        } else {
+            Box::new(move |result: Result<()>| {
+                for cb in cbs {
+                    cb(result.clone());
+                }
+            })
+        };
+        self.propose_write(ctx, cmd, cb);
+    }
+
+    /// Proposes a checked write, or fails its callback if raft refuses it.
+    fn propose_write(&mut self, ctx: &mut RoundCtx, cmd: WriteCommand, cb: Callback<()>) {
         if !self.is_leader() {
             return cb(Err(self.not_leader()));
         }

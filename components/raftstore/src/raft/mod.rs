@@ -7,4 +7,4 @@ mod peer;
 
 pub(crate) use lease::Lease;
 pub use peer::Peer;
-pub(crate) use peer::{PendingRead, Proposal};
+pub(crate) use peer::{PendingRead, Proposal, ProposalBatch};

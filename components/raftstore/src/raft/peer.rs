@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flotilla_engine::{Engine, RegionLogStorage};
+use flotilla_proto::cmdpb::WriteCommand;
 use flotilla_proto::metapb::{Peer as PeerMeta, Region};
 use flotilla_raft::{Config, RawNode, ReadOnlyOption, StateRole};
 
@@ -22,6 +23,15 @@ pub(crate) struct Proposal {
     /// Whether its commit was seen (for the propose-to-commit latency).
     pub(crate) committed: bool,
     pub(crate) cb: Callback<()>,
+}
+
+/// Client writes taken in one turn, waiting to be proposed as one entry.
+pub(crate) struct ProposalBatch {
+    pub(crate) cmd: WriteCommand,
+    /// The command's encoded size so far.
+    pub(crate) bytes: u64,
+    /// One per write joined, in order.
+    pub(crate) cbs: Vec<Callback<()>>,
 }
 
 /// A read waiting for its ReadIndex, then for the apply to reach it.
@@ -60,6 +70,9 @@ pub struct Peer {
     pub(crate) durable: Arc<AtomicU64>,
     /// The latest durable ready raft has been told of.
     pub(crate) durable_seen: u64,
+    /// Writes of this turn not yet proposed.
+    pub(crate) batch: Option<ProposalBatch>,
+    pub(crate) proposal_batch_bytes_max: u64,
 }
 
 impl std::fmt::Debug for Peer {
@@ -122,6 +135,8 @@ impl Peer {
             gc_keep_entries: cfg.log_gc_keep_entries,
             durable: Arc::new(AtomicU64::new(0)),
             durable_seen: 0,
+            batch: None,
+            proposal_batch_bytes_max: cfg.proposal_batch_bytes_max,
         };
         peer.refresh_peers();
         Ok(peer)
