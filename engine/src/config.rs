@@ -9,11 +9,14 @@ pub struct EngineConfig {
     /// When false, opening a missing database is an error.
     pub create_if_missing: bool,
     /// Memtable size of the data column family (and the default one), in bytes.
-    /// Smaller memtables make each insert cheaper (a shallower skip list,
-    /// more of it in cache; the insert's search is the largest single CPU
-    /// cost of a replicated write): a local 3-store cluster at 1,024 in
-    /// flight took ~16% more writes per second at 16 MiB than at 64 MiB,
-    /// and ~7% more again at 4 MiB (docs/benchmarks.md).
+    /// Smaller memtables make each insert a little cheaper (a shallower
+    /// skip list), but flush more often: at 4 MiB a local 3-store cluster
+    /// writing ~60k puts/s filled them faster than the one flush thread
+    /// the stores share could write them out, RocksDB stopped every write
+    /// (raft log and acknowledgements included) for over a second, and
+    /// leaders stepped down for want of a quorum. At 32 MiB the same load
+    /// ran without a stop (docs/benchmarks.md, "Writes that share an
+    /// entry").
     pub write_buffer_bytes: usize,
     /// Memtable size of the raft log column family, in bytes. Entries are
     /// deleted soon after they apply (log garbage collection); a memtable
@@ -83,7 +86,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             create_if_missing: true,
-            write_buffer_bytes: 4 << 20,
+            write_buffer_bytes: 32 << 20,
             raft_log_write_buffer_bytes: 32 << 20,
             state_write_buffer_bytes: 2 << 20,
             write_buffers_max: 4,
