@@ -121,6 +121,9 @@ pub struct LocalClusterConfig {
     /// Send followers an append at every commit (see
     /// `StoreConfig::broadcast_commit`).
     pub broadcast_commit: bool,
+    /// Bytes of client writes one raft entry takes at most (see
+    /// `StoreConfig::proposal_batch_bytes_max`; 0: one entry per write).
+    pub proposal_batch_bytes_max: u64,
 }
 
 /// A running local cluster.
@@ -173,6 +176,7 @@ impl LocalCluster {
             scfg.cross_region_batching = cfg.cross_region_batching;
             scfg.async_raft_write = cfg.async_raft_write;
             scfg.broadcast_commit = cfg.broadcast_commit;
+            scfg.proposal_batch_bytes_max = cfg.proposal_batch_bytes_max;
             scfg.seed = id;
             let peers = raft_addrs
                 .iter()

@@ -116,6 +116,10 @@ pub struct Common {
     /// append or heartbeat (the store's default).
     #[arg(long)]
     pub broadcast_commit: bool,
+    /// Client writes a leader takes in one turn join one raft entry up to
+    /// this many bytes (0: one entry per write).
+    #[arg(long, default_value_t = 64 << 10)]
+    pub proposal_batch_bytes: u64,
     /// How long each raw-disk measurement runs, before and after the load
     /// (0s: skip the calibration).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

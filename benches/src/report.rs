@@ -63,6 +63,9 @@ pub struct Report {
     /// commit index moved (otherwise the commit rides on the next append
     /// or heartbeat).
     pub broadcast_commit: bool,
+    /// Bytes of client writes one raft entry took at most (0: one entry
+    /// per write).
+    pub proposal_batch_bytes_max: u64,
     /// The workload.
     pub workload: Workload,
     /// Key choice.
@@ -182,6 +185,9 @@ pub struct Setting {
     pub raft_write: Option<RaftWrite>,
     /// Whether local stores sent followers an append at every commit.
     pub broadcast_commit: bool,
+    /// Bytes of client writes one raft entry took at most (0: one entry
+    /// per write).
+    pub proposal_batch_bytes_max: u64,
     /// Workload.
     pub workload: Workload,
     /// Key choice.
@@ -226,6 +232,7 @@ impl Report {
             mode: s.mode,
             raft_write: s.raft_write,
             broadcast_commit: s.broadcast_commit,
+            proposal_batch_bytes_max: s.proposal_batch_bytes_max,
             workload: s.workload,
             distribution: s.distribution,
             stores: s.stores,
@@ -294,7 +301,7 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "{:?} workload, {:?} keys ({}), {} B values, {}, {} stores, {} regions, mode {:?}{}{}",
+            "{:?} workload, {:?} keys ({}), {} B values, {}, {} stores, {} regions, mode {:?}{}{}{}",
             self.workload,
             self.distribution,
             self.keys,
@@ -313,6 +320,11 @@ impl Report {
                 .map_or_else(String::new, |w| format!(", raft write in the {w:?}")),
             if self.broadcast_commit {
                 ", commit broadcast"
+            } else {
+                ""
+            },
+            if self.proposal_batch_bytes_max == 0 {
+                ", one entry per write"
             } else {
                 ""
             },
@@ -393,6 +405,7 @@ mod tests {
             mode: Mode::Batched,
             raft_write: Some(RaftWrite::Writer),
             broadcast_commit: false,
+            proposal_batch_bytes_max: 64 << 10,
             workload: Workload::Write,
             distribution: Distribution::Uniform,
             stores: 3,
@@ -472,6 +485,7 @@ mod tests {
             "mode",
             "raft_write",
             "broadcast_commit",
+            "proposal_batch_bytes_max",
             "ceiling_fraction",
         ] {
             assert!(json.get(k).is_some(), "{k} missing from the JSON");

@@ -100,6 +100,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                             mode,
                             raft_write: (mode == Mode::Batched).then_some(args.common.raft_write),
                             broadcast_commit: args.common.broadcast_commit,
+                            proposal_batch_bytes_max: args.common.proposal_batch_bytes,
                             workload: args.common.workload,
                             distribution: args.common.distribution,
                             stores: args.common.stores,
@@ -186,6 +187,7 @@ pub fn run_one(
             cross_region_batching: mode == Mode::Batched,
             async_raft_write: common.raft_write == RaftWrite::Writer,
             broadcast_commit: common.broadcast_commit,
+            proposal_batch_bytes_max: common.proposal_batch_bytes,
         })?;
         let local = c.local.clone();
         cluster = Some(c);
@@ -295,6 +297,7 @@ pub fn run_one(
             mode,
             raft_write: (mode == Mode::Batched).then_some(common.raft_write),
             broadcast_commit: common.broadcast_commit,
+            proposal_batch_bytes_max: common.proposal_batch_bytes,
             workload: common.workload,
             distribution: common.distribution,
             stores,

@@ -114,6 +114,14 @@ pub struct Raft {
     /// heartbeat, and followers apply up to `heartbeat_ticks` later.
     #[serde(default)]
     pub broadcast_commit: bool,
+    /// Client writes a leader takes in one turn join one raft entry up to
+    /// this many bytes (0: one entry per write).
+    #[serde(default = "proposal_batch_bytes_max")]
+    pub proposal_batch_bytes_max: u64,
+}
+
+fn proposal_batch_bytes_max() -> u64 {
+    StoreConfig::new(1, "").proposal_batch_bytes_max
 }
 
 impl Default for Raft {
@@ -124,6 +132,7 @@ impl Default for Raft {
             heartbeat_ticks: 2,
             lease_ms: 800,
             broadcast_commit: false,
+            proposal_batch_bytes_max: proposal_batch_bytes_max(),
         }
     }
 }
@@ -214,6 +223,7 @@ impl FileConfig {
         store.election_ticks = r.election_ticks;
         store.heartbeat_ticks = r.heartbeat_ticks;
         store.broadcast_commit = r.broadcast_commit;
+        store.proposal_batch_bytes_max = r.proposal_batch_bytes_max;
         store.lease_drift_margin = Duration::from_millis(election_ms - r.lease_ms);
         store.pool_size = self.limits.pollers;
         store.round_regions_max = self.limits.round_regions_max;
@@ -289,6 +299,12 @@ mod tests {
         assert!(!c.store.broadcast_commit, "defaults apply");
         let on = GOOD.replace("lease_ms = 400", "lease_ms = 400\nbroadcast_commit = true");
         assert!(check(&on).unwrap().store.broadcast_commit);
+        assert_eq!(c.store.proposal_batch_bytes_max, 64 << 10, "defaults apply");
+        let off = GOOD.replace(
+            "lease_ms = 400",
+            "lease_ms = 400\nproposal_batch_bytes_max = 0",
+        );
+        assert_eq!(check(&off).unwrap().store.proposal_batch_bytes_max, 0);
     }
 
     #[test]
