@@ -1,5 +1,6 @@
 //! The raw ceiling, measured inside every run: how fast this disk takes
-//! synced RocksDB write batches of the size the store reached, and 4 KiB
+//! synced RocksDB write batches of the size the store reached (entries per
+//! batch, and each entry the size of the stores' average entry), and 4 KiB
 //! appends each followed by `fdatasync`, in the cluster's own data
 //! directory. Shared machines' disks vary several-fold from minute to
 //! minute, so a ceiling measured another day means nothing.
@@ -17,6 +18,8 @@ use serde::Serialize;
 pub struct DiskCeiling {
     /// Entries per synced RocksDB write batch.
     pub batch_entries: u64,
+    /// Value bytes of each entry.
+    pub entry_bytes: u64,
     /// Synced batches written (the measurement stops early, before its
     /// time is up, once it has written `CEILING_DATA_BYTES_MAX`).
     pub rocksdb_batches: u64,
@@ -114,6 +117,7 @@ fn measure_up_to(
 
     Ok(DiskCeiling {
         batch_entries,
+        entry_bytes: value_bytes as u64,
         rocksdb_batches: batches,
         rocksdb_syncs_per_sec: batches as f64 / rocksdb_secs,
         rocksdb_entries_per_sec: (batches * batch_entries) as f64 / rocksdb_secs,
@@ -129,7 +133,7 @@ mod tests {
     fn a_short_calibration_counts_batches_and_syncs_and_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
         let c = measure(dir.path(), 8, 128, Duration::from_millis(200)).unwrap();
-        assert_eq!(c.batch_entries, 8);
+        assert_eq!((c.batch_entries, c.entry_bytes), (8, 128));
         assert!(
             c.rocksdb_syncs_per_sec > 0.0 && c.fdatasync_4k_per_sec > 0.0,
             "{c:?}"

@@ -24,6 +24,8 @@ pub struct StoreCounters {
     pub synced_writes: u64,
     /// Log entries in them.
     pub entries_synced: u64,
+    /// Those entries' payload bytes (the commands they carry).
+    pub entry_bytes_synced: u64,
     /// Frames of raft messages sent.
     pub flushes: u64,
     /// Messages in them.
@@ -42,6 +44,7 @@ impl StoreCounters {
             c.round_regions += a.round_regions - b.round_regions;
             c.synced_writes += a.synced_writes - b.synced_writes;
             c.entries_synced += a.entries_synced - b.entries_synced;
+            c.entry_bytes_synced += a.entry_bytes_synced - b.entry_bytes_synced;
             c.flushes += a.flushes - b.flushes;
             c.messages_flushed += a.messages_flushed - b.messages_flushed;
             c.heartbeat_frames += a.heartbeat_frames - b.heartbeat_frames;
@@ -376,9 +379,10 @@ impl Report {
             if let Some(c) = c {
                 let _ = writeln!(
                     s,
-                    "  disk {when}: {:.0} synced RocksDB batches/s of {} = {:.0} entries/s; {:.0} 4 KiB fdatasyncs/s",
+                    "  disk {when}: {:.0} synced RocksDB batches/s of {} entries of {} B = {:.0} entries/s; {:.0} 4 KiB fdatasyncs/s",
                     c.rocksdb_syncs_per_sec,
                     c.batch_entries,
+                    c.entry_bytes,
                     c.rocksdb_entries_per_sec,
                     c.fdatasync_4k_per_sec
                 );
@@ -436,12 +440,14 @@ mod tests {
             round_regions: 2000,
             synced_writes: 400,
             entries_synced: 3000,
+            entry_bytes_synced: 3000 * 170,
             flushes: 800,
             messages_flushed: 4000,
             heartbeat_frames: 120,
         };
         let ceiling = DiskCeiling {
             batch_entries: 8,
+            entry_bytes: 170,
             rocksdb_batches: 1000,
             rocksdb_syncs_per_sec: 1000.0,
             rocksdb_entries_per_sec: 3000.0,

@@ -267,10 +267,16 @@ pub fn run_one(
         if common.calibrate.is_zero() {
             return Ok(None);
         }
+        // Batches of as many entries as the stores' syncs held, each of
+        // their entries' average payload (a leader's entry carries the
+        // writes of a turn: several values, not one).
         let batch = counts
             .and_then(|c| (c.synced_writes > 0).then(|| c.entries_synced / c.synced_writes))
             .unwrap_or(1);
-        let c = calibrate::measure(dir, batch, common.value_bytes, common.calibrate)?;
+        let entry_bytes = counts
+            .and_then(|c| (c.entries_synced > 0).then(|| c.entry_bytes_synced / c.entries_synced))
+            .map_or(common.value_bytes, |b| b as usize);
+        let c = calibrate::measure(dir, batch, entry_bytes, common.calibrate)?;
         Ok(Some(c))
     };
     let warm_counts = warm_before

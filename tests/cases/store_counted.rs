@@ -297,9 +297,10 @@ fn a_committed_write_is_answered_before_the_rounds_own_sync() {
 
 /// Store 1 takes `writes` writes to the one region of `c` (keys 0..writes,
 /// values "v"), with a write addressed to another region among them, then
-/// runs one round. Returns how many raft entries that round synced, and
-/// each writer's outcome once the cluster settled (the stray one last).
-fn writes_in_one_turn(c: &mut ManualCluster, writes: usize) -> (u64, Vec<bool>) {
+/// runs one round. Returns how many raft entries that round synced and
+/// their payload bytes, and each writer's outcome once the cluster settled
+/// (the stray one last).
+fn writes_in_one_turn(c: &mut ManualCluster, writes: usize) -> (u64, u64, Vec<bool>) {
     let region = c.regions[0].clone();
     let router = c.stores[&1].router();
     let outcomes = Arc::new(std::sync::Mutex::new(vec![None; writes + 1]));
@@ -319,7 +320,9 @@ fn writes_in_one_turn(c: &mut ManualCluster, writes: usize) -> (u64, Vec<bool>) 
     }
     let before = c.stores[&1].stats();
     c.stores.get_mut(&1).expect("store 1").run_round();
-    let entries = c.stores[&1].stats().entries_synced - before.entries_synced;
+    let after = c.stores[&1].stats();
+    let entries = after.entries_synced - before.entries_synced;
+    let bytes = after.entry_bytes_synced - before.entry_bytes_synced;
     c.settle();
     let outcomes = outcomes
         .lock()
@@ -327,21 +330,29 @@ fn writes_in_one_turn(c: &mut ManualCluster, writes: usize) -> (u64, Vec<bool>) 
         .iter()
         .map(|o| o.expect("every writer answered"))
         .collect();
-    (entries, outcomes)
+    (entries, bytes, outcomes)
 }
 
 #[test]
 fn writes_a_leader_takes_in_one_turn_share_one_entry_and_each_is_answered() {
     let mut c = led_by_store_1(1);
-    let (entries, outcomes) = writes_in_one_turn(&mut c, 50);
+    let (entries, bytes, outcomes) = writes_in_one_turn(&mut c, 50);
     assert_eq!(entries, 1, "50 writes of one turn in one entry");
+    // The entry is one command: the first write's header, every request.
+    let region = c.regions[0].clone();
+    let mut merged = put_cmd(&region, b"k000000");
+    for i in 1..50 {
+        merged
+            .requests
+            .extend(put_cmd(&region, format!("k{i:06}").as_bytes()).requests);
+    }
+    assert_eq!(bytes, merged.encoded_len() as u64, "its payload counted");
     assert!(outcomes[..50].iter().all(|ok| *ok), "every write applied");
     assert!(!outcomes[50], "the stray write refused on its own");
     // Every replica holds every write: the entry applied everywhere.
     for _ in 0..4 {
         c.tick(&[1, 2, 3]);
     }
-    let region = c.regions[0].clone();
     for store in [1, 2, 3] {
         let engine = c.stores[&store].engine();
         for i in 0..50 {
@@ -365,7 +376,7 @@ fn a_turns_writes_split_into_entries_at_the_byte_cap_or_one_entry_each_without_b
     let one = put_cmd(&c.regions[0], b"k000000").encoded_len();
     let per_entry = 100 / one;
     assert!(per_entry >= 2, "a put of {one} bytes");
-    let (entries, outcomes) = writes_in_one_turn(&mut c, 20);
+    let (entries, _, outcomes) = writes_in_one_turn(&mut c, 20);
     assert_eq!(
         entries,
         20_u64.div_ceil(per_entry as u64),
@@ -373,7 +384,7 @@ fn a_turns_writes_split_into_entries_at_the_byte_cap_or_one_entry_each_without_b
     );
     assert!(outcomes[..20].iter().all(|ok| *ok));
     let mut c = led_by_store_1_with(1, |cfg| cfg.proposal_batch_bytes_max = 0);
-    let (entries, outcomes) = writes_in_one_turn(&mut c, 20);
+    let (entries, _, outcomes) = writes_in_one_turn(&mut c, 20);
     assert_eq!(entries, 20, "one entry per write");
     assert!(outcomes[..20].iter().all(|ok| *ok));
 }

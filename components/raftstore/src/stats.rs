@@ -17,6 +17,7 @@ pub struct StoreStats {
     writes: AtomicU64,
     synced_writes: AtomicU64,
     entries_synced: AtomicU64,
+    entry_bytes_synced: AtomicU64,
     apply_writes: AtomicU64,
     flushes: AtomicU64,
     messages_flushed: AtomicU64,
@@ -44,6 +45,8 @@ pub struct StatsSnapshot {
     pub synced_writes: u64,
     /// Log entries in synced writes.
     pub entries_synced: u64,
+    /// Their payload bytes (the commands they carry).
+    pub entry_bytes_synced: u64,
     /// Apply writes (at most one per round).
     pub apply_writes: u64,
     /// Frames of raft messages sent (one per destination per round).
@@ -164,6 +167,7 @@ impl StoreStats {
             writes: self.writes.load(Relaxed),
             synced_writes: self.synced_writes.load(Relaxed),
             entries_synced: self.entries_synced.load(Relaxed),
+            entry_bytes_synced: self.entry_bytes_synced.load(Relaxed),
             apply_writes: self.apply_writes.load(Relaxed),
             flushes: self.flushes.load(Relaxed),
             messages_flushed: self.messages_flushed.load(Relaxed),
@@ -187,11 +191,12 @@ impl StoreStats {
         self.published.round_seconds.record(elapsed.as_secs_f64());
     }
 
-    pub(crate) fn record_write(&self, sync: bool, entries: usize) {
+    pub(crate) fn record_write(&self, sync: bool, entries: usize, entry_bytes: u64) {
         self.writes.fetch_add(1, Relaxed);
         if sync {
             self.synced_writes.fetch_add(1, Relaxed);
             self.entries_synced.fetch_add(entries as u64, Relaxed);
+            self.entry_bytes_synced.fetch_add(entry_bytes, Relaxed);
             self.published.synced_writes.increment(1);
             self.published.entries_per_sync.record(entries as f64);
         }

@@ -61,6 +61,8 @@ pub(crate) struct RoundCtx {
     pub(crate) wrote: bool,
     pub(crate) must_sync: bool,
     pub(crate) entries: usize,
+    /// Payload bytes of those entries.
+    pub(crate) entry_bytes: u64,
     pub(crate) outbox: Outbox,
     /// Messages that leave once the store's writer made the round durable.
     pub(crate) acks: Outbox,
@@ -85,6 +87,7 @@ impl RoundCtx {
             wrote: false,
             must_sync: false,
             entries: 0,
+            entry_bytes: 0,
             outbox: Outbox::default(),
             acks: Outbox::default(),
             heartbeats_out: Vec::new(),
@@ -142,7 +145,7 @@ impl RaftPoller {
                 ctx.shared.cfg.store_id
             );
         }
-        ctx.stats.record_write(sync, ctx.entries);
+        ctx.stats.record_write(sync, ctx.entries, ctx.entry_bytes);
     }
 
     fn write_apply_batch(&mut self) {
@@ -233,6 +236,7 @@ impl RaftPoller {
         ctx.wrote = false;
         ctx.must_sync = false;
         ctx.entries = 0;
+        ctx.entry_bytes = 0;
         ctx.applied.clear();
         ctx.applied_commands = 0;
     }
@@ -270,6 +274,7 @@ fn hand_to_writer(
         batch,
         sync: ctx.must_sync,
         entries: ctx.entries,
+        entry_bytes: ctx.entry_bytes,
         outbox: std::mem::take(&mut ctx.acks),
         persisted,
         done,

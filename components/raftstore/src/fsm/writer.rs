@@ -44,6 +44,8 @@ pub(crate) struct WriteTask {
     pub(crate) sync: bool,
     /// Log entries in the batch.
     pub(crate) entries: usize,
+    /// Payload bytes of those entries.
+    pub(crate) entry_bytes: u64,
     /// Messages that leave once the batch is durable.
     pub(crate) outbox: Outbox,
     /// Every ready of the round.
@@ -130,6 +132,7 @@ fn run(shared: &StoreShared, router: &Router<PeerFsm, StoreFsm>, tasks: &Receive
 fn write_group(sink: &dyn WriteSink, stats: &StoreStats, store_id: u64, group: &mut [WriteTask]) {
     let sync = group.iter().any(|t| t.batch.is_some() && t.sync);
     let entries: usize = group.iter().map(|t| t.entries).sum();
+    let entry_bytes: u64 = group.iter().map(|t| t.entry_bytes).sum();
     let last = group.iter().rposition(|t| t.batch.is_some());
     for (i, task) in group.iter_mut().enumerate() {
         let Some(batch) = task.batch.take() else {
@@ -142,7 +145,7 @@ fn write_group(sink: &dyn WriteSink, stats: &StoreStats, store_id: u64, group: &
     }
     if last.is_some() {
         // One write as the store counts them: one sync for the group.
-        stats.record_write(sync, entries);
+        stats.record_write(sync, entries, entry_bytes);
     }
 }
 
@@ -172,6 +175,7 @@ mod tests {
             }),
             sync,
             entries: usize::from(key.is_some()),
+            entry_bytes: 0,
             outbox: Outbox::default(),
             persisted: Vec::new(),
             done: None,

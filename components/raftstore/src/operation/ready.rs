@@ -113,6 +113,7 @@ impl Peer {
         if !rd.entries.is_empty() {
             ctx.wrote = true;
             ctx.entries += rd.entries.len();
+            ctx.entry_bytes += rd.entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
             self.raft.store_mut().append(&rd.entries, &mut ctx.wb);
         }
         if let Some(hs) = rd.hard_state {
