@@ -118,7 +118,7 @@ pub struct Common {
     pub broadcast_commit: bool,
     /// Client writes a leader takes in one turn join one raft entry up to
     /// this many bytes (0: one entry per write).
-    #[arg(long, default_value_t = 64 << 10)]
+    #[arg(long, default_value_t = flotilla_raftstore::PROPOSAL_BATCH_BYTES_MAX)]
     pub proposal_batch_bytes: u64,
     /// How long each raw-disk measurement runs, before and after the load
     /// (0s: skip the calibration).

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use flotilla_engine::EngineConfig;
 
+/// The default of [`StoreConfig::proposal_batch_bytes_max`].
+pub const PROPOSAL_BATCH_BYTES_MAX: u64 = 64 << 10;
+
 /// Everything a store is opened with. Field names carry their units last.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -99,7 +102,7 @@ impl StoreConfig {
             cross_region_batching: true,
             async_raft_write: true,
             broadcast_commit: false,
-            proposal_batch_bytes_max: 64 << 10,
+            proposal_batch_bytes_max: PROPOSAL_BATCH_BYTES_MAX,
         }
     }
 

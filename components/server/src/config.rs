@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use flotilla_raftstore::StoreConfig;
+use flotilla_raftstore::{PROPOSAL_BATCH_BYTES_MAX, StoreConfig};
 use flotilla_transport::TransportConfig;
 use serde::Deserialize;
 
@@ -121,7 +121,7 @@ pub struct Raft {
 }
 
 fn proposal_batch_bytes_max() -> u64 {
-    StoreConfig::new(1, "").proposal_batch_bytes_max
+    PROPOSAL_BATCH_BYTES_MAX
 }
 
 impl Default for Raft {
@@ -299,7 +299,10 @@ mod tests {
         assert!(!c.store.broadcast_commit, "defaults apply");
         let on = GOOD.replace("lease_ms = 400", "lease_ms = 400\nbroadcast_commit = true");
         assert!(check(&on).unwrap().store.broadcast_commit);
-        assert_eq!(c.store.proposal_batch_bytes_max, 64 << 10, "defaults apply");
+        assert_eq!(
+            c.store.proposal_batch_bytes_max, PROPOSAL_BATCH_BYTES_MAX,
+            "defaults apply"
+        );
         let off = GOOD.replace(
             "lease_ms = 400",
             "lease_ms = 400\nproposal_batch_bytes_max = 0",

@@ -186,8 +186,7 @@ fn local(
         cross_region_batching: true,
         async_raft_write: true,
         broadcast_commit: false,
-        proposal_batch_bytes_max: flotilla_raftstore::StoreConfig::new(1, "")
-            .proposal_batch_bytes_max,
+        proposal_batch_bytes_max: flotilla_raftstore::PROPOSAL_BATCH_BYTES_MAX,
     })?;
     let mut status_servers = Vec::new();
     for (id, r) in &cluster.stores {

@@ -26,6 +26,9 @@ impl Peer {
         if let Err(e) = self.check_write(&cmd) {
             return cb(Err(e));
         }
+        if self.proposal_batch_bytes_max == 0 {
+            return self.propose_write(ctx, cmd, cb);
+        }
         if !self.is_leader() {
             return cb(Err(self.not_leader()));
         }
@@ -52,9 +55,6 @@ impl Peer {
                     cbs: vec![cb],
                 })
             }
-        }
-        if self.proposal_batch_bytes_max == 0 {
-            self.propose_batch(ctx);
         }
     }
 
