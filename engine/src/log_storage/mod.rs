@@ -44,6 +44,11 @@ pub struct RegionLogStorage {
     applied_term: u64,
     truncated_index: u64,
     truncated_term: u64,
+    // Payload bytes of the entries in (truncated_index, last_index]: exact
+    // for what was appended since the region was created or loaded (a load
+    // starts it at 0), lowered by the average entry's share when entries
+    // are discarded or overwritten. A trigger for log GC, not an account.
+    log_bytes: u64,
     cache: EntryCache,
 }
 
@@ -66,6 +71,7 @@ impl RegionLogStorage {
             applied_term: 0,
             truncated_index: 0,
             truncated_term: 0,
+            log_bytes: 0,
             cache,
         }
     }
@@ -181,6 +187,23 @@ impl RegionLogStorage {
         (self.truncated_index, self.truncated_term)
     }
 
+    /// About how many payload bytes the log holds past its truncation
+    /// point: counted on append, lowered by the average entry's share when
+    /// entries are discarded; 0 right after a load.
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
+    }
+
+    /// `log_bytes` less the average entry's share for `count` entries.
+    fn log_bytes_without(&self, count: u64) -> u64 {
+        let held = self.last_index - self.truncated_index;
+        if count >= held {
+            return 0;
+        }
+        let share = u128::from(self.log_bytes) * u128::from(count) / u128::from(held);
+        self.log_bytes - share as u64
+    }
+
     /// Entries and bytes in this region's entry cache.
     pub fn cache_usage(&self) -> (usize, u64) {
         (self.cache.len(), self.cache.bytes())
@@ -237,6 +260,11 @@ impl RegionLogStorage {
         for index in new_last + 1..=self.last_index {
             wb.delete_raft_entry(self.region_id, index);
         }
+        // Entries from the first new index on are replaced.
+        let kept_from = first.max(self.truncated_index + 1);
+        let replaced = (self.last_index + 1).saturating_sub(kept_from);
+        let added: u64 = ents.iter().map(entry_payload_bytes).sum();
+        self.log_bytes = self.log_bytes_without(replaced) + added;
         // No raft state write: a restart reads the last index off the log.
         self.last_index = new_last;
         self.cache.append(ents);
@@ -308,6 +336,7 @@ impl RegionLogStorage {
         // One range tombstone, not one per entry: the flush of a memtable
         // that still holds the entries drops them all for one record.
         wb.delete_raft_entries(self.region_id, first, index);
+        self.log_bytes = self.log_bytes_without(index - first);
         (self.truncated_index, self.truncated_term) = (index - 1, term);
         self.cache.compact_to(index);
         self.put_apply_state(wb);
@@ -343,6 +372,7 @@ impl RegionLogStorage {
         wb.ingest_region(&data);
         wb.delete_raft_log(self.region_id);
         self.cache.clear();
+        self.log_bytes = 0;
         self.last_index = index;
         (self.applied_index, self.applied_term) = (index, term);
         (self.truncated_index, self.truncated_term) = (index, term);
@@ -377,4 +407,9 @@ impl RegionLogStorage {
         }
         Ok(())
     }
+}
+
+/// An entry's payload as the log GC counts it.
+fn entry_payload_bytes(e: &Entry) -> u64 {
+    (e.data.len() + e.context.len()) as u64
 }

@@ -252,3 +252,31 @@ fn log_gc_deletes_with_one_range_tombstone() {
         (11, 20)
     );
 }
+
+#[test]
+fn the_log_counts_its_payload_bytes_through_appends_conflicts_and_gc() {
+    let (_dir, engine) = open(&EngineConfig::for_tests());
+    // Twenty entries of 32 payload bytes each.
+    let mut s = region_with_entries(&engine, 20);
+    assert_eq!(s.log_bytes(), 20 * 32);
+    // A new leader's entries replace 16..=20 with two of term 2.
+    let mut wb = engine.write_batch();
+    s.append(&[ent(16, 2), ent(17, 2)], &mut wb);
+    engine.write(wb, true).unwrap();
+    assert_eq!(s.log_bytes(), 17 * 32);
+    // GC of 1..=10 leaves the seven entries 11..=17.
+    let mut wb = engine.write_batch();
+    s.set_applied(15, 1, &mut wb);
+    s.compact_to(11, &mut wb).unwrap();
+    engine.write(wb, true).unwrap();
+    assert_eq!(s.log_bytes(), 7 * 32);
+    // New entries count in full.
+    let mut wb = engine.write_batch();
+    s.append(&[ent(18, 2), ent(19, 2)], &mut wb);
+    assert_eq!(s.log_bytes(), 9 * 32);
+    // Everything discarded: nothing held.
+    s.set_applied(19, 2, &mut wb);
+    s.compact_to(20, &mut wb).unwrap();
+    engine.write(wb, true).unwrap();
+    assert_eq!(s.log_bytes(), 0);
+}
