@@ -177,6 +177,54 @@ fn a_restarted_store_catches_up_by_snapshot_once_the_log_it_needs_is_compacted()
 }
 
 #[test]
+fn a_log_is_compacted_by_its_bytes_but_never_past_what_a_stopped_follower_holds() {
+    let mut spec = ClusterSpec::new(3, vec![]);
+    // Entries of ~230 bytes: the byte threshold comes long before the
+    // count one.
+    spec.configure = |cfg| cfg.log_gc_threshold_bytes = 2048;
+    let mut c = Cluster::start(spec);
+    c.wait_for_leaders(WAIT);
+    let region = c.regions[0].clone();
+    let leader = c.leader_of(region.id).expect("leader");
+    let value = [b'v'; 200];
+    for i in 0..40 {
+        c.must_put(&key(i), &value);
+    }
+    for i in 0..40 {
+        c.must_replicate(&key(i), Some(&value[..]), WAIT);
+    }
+    let st = c.inspect(leader, region.id).expect("leader status");
+    assert!(
+        st.log_range.0 > 20,
+        "40 entries of ~230 bytes against a 2 KiB threshold: {st:?}"
+    );
+    // Every replica holds everything, so the leader may discard all of it;
+    // a stopped follower then holds the log where it stopped.
+    let follower = c.follower_of(&region);
+    let held = st.log_range.1;
+    c.stop_store(follower);
+    for i in 40..80 {
+        c.must_put(&key(i), &value);
+    }
+    let st = c.inspect(leader, region.id).expect("leader status");
+    assert!(
+        st.log_range.0 <= held + 1 && st.log_range.1 >= held + 40,
+        "compacted no further than the stopped follower's {held}: {st:?}"
+    );
+    c.run_store(follower);
+    for i in 0..80 {
+        c.must_replicate(&key(i), Some(&value[..]), WAIT);
+    }
+    for s in 1..=3 {
+        assert_eq!(
+            c.stores[&s].stats().snapshots_applied,
+            0,
+            "store {s} caught up from the log"
+        );
+    }
+}
+
+#[test]
 fn acknowledged_writes_survive_a_restart_of_every_store() {
     let mut c = Cluster::start(ClusterSpec::new(3, even_split_keys("k", 100, 6, 4)));
     c.wait_for_leaders(WAIT);

@@ -8,6 +8,9 @@ use flotilla_engine::EngineConfig;
 /// The default of [`StoreConfig::proposal_batch_bytes_max`].
 pub const PROPOSAL_BATCH_BYTES_MAX: u64 = 64 << 10;
 
+/// The default of [`StoreConfig::log_gc_threshold_bytes`].
+pub const LOG_GC_THRESHOLD_BYTES: u64 = 256 << 10;
+
 /// Everything a store is opened with. Field names carry their units last.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -47,6 +50,14 @@ pub struct StoreConfig {
     /// Entries a compaction leaves behind the applied index, so that
     /// followers a little behind catch up from the log, not a snapshot.
     pub log_gc_keep_entries: u64,
+    /// Payload bytes a region's log may hold before it is compacted
+    /// earlier than `log_gc_threshold_entries` (0: by entries only). A
+    /// leader then discards what every follower already holds, a follower
+    /// the older three quarters of its applied log. Kept well below the
+    /// raft log memtable divided by the regions writing, the entries are
+    /// deleted while the memtable still holds them, and its flush drops
+    /// them instead of writing them out to be compacted away.
+    pub log_gc_threshold_bytes: u64,
     /// Seed for the regions' randomized election timeouts.
     pub seed: u64,
     /// Batch across regions: one synced write and one frame per
@@ -98,6 +109,7 @@ impl StoreConfig {
             lease_drift_margin: Duration::from_millis(200),
             log_gc_threshold_entries: 1024,
             log_gc_keep_entries: 256,
+            log_gc_threshold_bytes: LOG_GC_THRESHOLD_BYTES,
             seed: 0,
             cross_region_batching: true,
             async_raft_write: true,

@@ -37,7 +37,7 @@ pub mod transport;
 
 pub use client::{Client, ClientConfig, LocalStores, Mutation, StoreDirectory, StoreHandle};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{PROPOSAL_BATCH_BYTES_MAX, StoreConfig};
+pub use config::{LOG_GC_THRESHOLD_BYTES, PROPOSAL_BATCH_BYTES_MAX, StoreConfig};
 pub use errors::{Error, Result};
 pub use fsm::{PeerFsm, StoreFsm};
 pub use msg::{Callback, PeerMsg, ReadRequest, ReadResponse, RegionStatus, StoreMsg};

@@ -100,14 +100,39 @@ impl Peer {
         }
     }
 
-    /// Drops applied entries from the log once there are enough of them,
-    /// keeping the last `gc_keep_entries` for followers a little behind.
+    /// Drops applied entries from the log once there are enough of them:
+    /// `gc_threshold_entries` of them, keeping the last `gc_keep_entries`
+    /// for followers a little behind; or, earlier, once the log holds
+    /// `gc_threshold_bytes`. Then a leader discards what every follower
+    /// already holds (none needs those entries again; a follower far behind
+    /// holds the log until the count decides) and a follower the older
+    /// three quarters of its applied log (a tail in case it leads next).
+    /// Compacted by bytes, the entries go while the raft log memtable still
+    /// holds them, and its flush drops them instead of writing them out.
     fn compact_log(&mut self, ctx: &mut RoundCtx, applied: u64) {
-        let truncated = self.raft.store().truncated().0;
-        if applied.saturating_sub(truncated) < self.gc_threshold_entries {
+        let store = self.raft.store();
+        let truncated = store.truncated().0;
+        let entries = applied.saturating_sub(truncated);
+        let to = if entries >= self.gc_threshold_entries {
+            applied - self.gc_keep_entries + 1
+        } else if self.gc_threshold_bytes > 0 && store.log_bytes() >= self.gc_threshold_bytes {
+            if self.is_leader() {
+                let me = self.raft.raft.id;
+                let held = (self.raft.raft.trk.iter())
+                    .filter(|(id, _)| **id != me)
+                    .map(|(_, pr)| pr.matched)
+                    .min()
+                    .unwrap_or(applied);
+                held.min(applied) + 1
+            } else {
+                applied + 1 - entries / 4
+            }
+        } else {
+            return;
+        };
+        if to <= truncated + 1 {
             return;
         }
-        let to = applied - self.gc_keep_entries + 1;
         if let Err(e) = self.raft.store_mut().compact_to(to, &mut ctx.apply_wb) {
             tracing::warn!(region_id = self.region_id, error = %e, "log compaction failed");
         }

@@ -65,6 +65,7 @@ pub struct Peer {
     pub(crate) peers: HashMap<u64, PeerMeta>,
     pub(crate) gc_threshold_entries: u64,
     pub(crate) gc_keep_entries: u64,
+    pub(crate) gc_threshold_bytes: u64,
     /// The latest ready the store's writer made durable: set by the
     /// writer, read at the start of each of the peer's turns.
     pub(crate) durable: Arc<AtomicU64>,
@@ -133,6 +134,7 @@ impl Peer {
             peers: HashMap::new(),
             gc_threshold_entries: cfg.log_gc_threshold_entries,
             gc_keep_entries: cfg.log_gc_keep_entries,
+            gc_threshold_bytes: cfg.log_gc_threshold_bytes,
             durable: Arc::new(AtomicU64::new(0)),
             durable_seen: 0,
             batch: None,
