@@ -124,6 +124,9 @@ pub struct LocalClusterConfig {
     /// Bytes of client writes one raft entry takes at most (see
     /// `StoreConfig::proposal_batch_bytes_max`; 0: one entry per write).
     pub proposal_batch_bytes_max: u64,
+    /// Payload bytes a region's log holds before it is compacted (see
+    /// `StoreConfig::log_gc_threshold_bytes`; 0: by entries only).
+    pub log_gc_threshold_bytes: u64,
 }
 
 /// A running local cluster.
@@ -177,6 +180,7 @@ impl LocalCluster {
             scfg.async_raft_write = cfg.async_raft_write;
             scfg.broadcast_commit = cfg.broadcast_commit;
             scfg.proposal_batch_bytes_max = cfg.proposal_batch_bytes_max;
+            scfg.log_gc_threshold_bytes = cfg.log_gc_threshold_bytes;
             scfg.seed = id;
             let peers = raft_addrs
                 .iter()

@@ -120,6 +120,10 @@ pub struct Common {
     /// this many bytes (0: one entry per write).
     #[arg(long, default_value_t = flotilla_raftstore::PROPOSAL_BATCH_BYTES_MAX)]
     pub proposal_batch_bytes: u64,
+    /// Payload bytes a region's raft log may hold before it is compacted
+    /// (0: only every 1,024 applied entries).
+    #[arg(long, default_value_t = flotilla_raftstore::LOG_GC_THRESHOLD_BYTES)]
+    pub log_gc_bytes: u64,
     /// How long each raw-disk measurement runs, before and after the load
     /// (0s: skip the calibration).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

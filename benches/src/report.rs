@@ -69,6 +69,9 @@ pub struct Report {
     /// Bytes of client writes one raft entry took at most (0: one entry
     /// per write).
     pub proposal_batch_bytes_max: u64,
+    /// Payload bytes a region's raft log held at most before it was
+    /// compacted (0: compacted by entries only).
+    pub log_gc_threshold_bytes: u64,
     /// The workload.
     pub workload: Workload,
     /// Key choice.
@@ -191,6 +194,8 @@ pub struct Setting {
     /// Bytes of client writes one raft entry took at most (0: one entry
     /// per write).
     pub proposal_batch_bytes_max: u64,
+    /// Log bytes that made a region compact its raft log (0: entries only).
+    pub log_gc_threshold_bytes: u64,
     /// Workload.
     pub workload: Workload,
     /// Key choice.
@@ -236,6 +241,7 @@ impl Report {
             raft_write: s.raft_write,
             broadcast_commit: s.broadcast_commit,
             proposal_batch_bytes_max: s.proposal_batch_bytes_max,
+            log_gc_threshold_bytes: s.log_gc_threshold_bytes,
             workload: s.workload,
             distribution: s.distribution,
             stores: s.stores,
@@ -410,6 +416,7 @@ mod tests {
             raft_write: Some(RaftWrite::Writer),
             broadcast_commit: false,
             proposal_batch_bytes_max: 64 << 10,
+            log_gc_threshold_bytes: 256 << 10,
             workload: Workload::Write,
             distribution: Distribution::Uniform,
             stores: 3,
@@ -492,6 +499,7 @@ mod tests {
             "raft_write",
             "broadcast_commit",
             "proposal_batch_bytes_max",
+            "log_gc_threshold_bytes",
             "ceiling_fraction",
         ] {
             assert!(json.get(k).is_some(), "{k} missing from the JSON");

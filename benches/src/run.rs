@@ -101,6 +101,7 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                             raft_write: (mode == Mode::Batched).then_some(args.common.raft_write),
                             broadcast_commit: args.common.broadcast_commit,
                             proposal_batch_bytes_max: args.common.proposal_batch_bytes,
+                            log_gc_threshold_bytes: args.common.log_gc_bytes,
                             workload: args.common.workload,
                             distribution: args.common.distribution,
                             stores: args.common.stores,
@@ -188,6 +189,7 @@ pub fn run_one(
             async_raft_write: common.raft_write == RaftWrite::Writer,
             broadcast_commit: common.broadcast_commit,
             proposal_batch_bytes_max: common.proposal_batch_bytes,
+            log_gc_threshold_bytes: common.log_gc_bytes,
         })?;
         let local = c.local.clone();
         cluster = Some(c);
@@ -304,6 +306,7 @@ pub fn run_one(
             raft_write: (mode == Mode::Batched).then_some(common.raft_write),
             broadcast_commit: common.broadcast_commit,
             proposal_batch_bytes_max: common.proposal_batch_bytes,
+            log_gc_threshold_bytes: common.log_gc_bytes,
             workload: common.workload,
             distribution: common.distribution,
             stores,

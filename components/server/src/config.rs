@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use flotilla_raftstore::{PROPOSAL_BATCH_BYTES_MAX, StoreConfig};
+use flotilla_raftstore::{LOG_GC_THRESHOLD_BYTES, PROPOSAL_BATCH_BYTES_MAX, StoreConfig};
 use flotilla_transport::TransportConfig;
 use serde::Deserialize;
 
@@ -118,10 +118,18 @@ pub struct Raft {
     /// this many bytes (0: one entry per write).
     #[serde(default = "proposal_batch_bytes_max")]
     pub proposal_batch_bytes_max: u64,
+    /// Payload bytes a region's raft log may hold before it is compacted
+    /// (0: only every 1,024 applied entries).
+    #[serde(default = "log_gc_threshold_bytes")]
+    pub log_gc_threshold_bytes: u64,
 }
 
 fn proposal_batch_bytes_max() -> u64 {
     PROPOSAL_BATCH_BYTES_MAX
+}
+
+fn log_gc_threshold_bytes() -> u64 {
+    LOG_GC_THRESHOLD_BYTES
 }
 
 impl Default for Raft {
@@ -133,6 +141,7 @@ impl Default for Raft {
             lease_ms: 800,
             broadcast_commit: false,
             proposal_batch_bytes_max: proposal_batch_bytes_max(),
+            log_gc_threshold_bytes: log_gc_threshold_bytes(),
         }
     }
 }
@@ -224,6 +233,7 @@ impl FileConfig {
         store.heartbeat_ticks = r.heartbeat_ticks;
         store.broadcast_commit = r.broadcast_commit;
         store.proposal_batch_bytes_max = r.proposal_batch_bytes_max;
+        store.log_gc_threshold_bytes = r.log_gc_threshold_bytes;
         store.lease_drift_margin = Duration::from_millis(election_ms - r.lease_ms);
         store.pool_size = self.limits.pollers;
         store.round_regions_max = self.limits.round_regions_max;
@@ -308,6 +318,15 @@ mod tests {
             "lease_ms = 400\nproposal_batch_bytes_max = 0",
         );
         assert_eq!(check(&off).unwrap().store.proposal_batch_bytes_max, 0);
+        assert_eq!(
+            c.store.log_gc_threshold_bytes, LOG_GC_THRESHOLD_BYTES,
+            "defaults apply"
+        );
+        let by_count = GOOD.replace(
+            "lease_ms = 400",
+            "lease_ms = 400\nlog_gc_threshold_bytes = 0",
+        );
+        assert_eq!(check(&by_count).unwrap().store.log_gc_threshold_bytes, 0);
     }
 
     #[test]

@@ -187,6 +187,7 @@ fn local(
         async_raft_write: true,
         broadcast_commit: false,
         proposal_batch_bytes_max: flotilla_raftstore::PROPOSAL_BATCH_BYTES_MAX,
+        log_gc_threshold_bytes: flotilla_raftstore::LOG_GC_THRESHOLD_BYTES,
     })?;
     let mut status_servers = Vec::new();
     for (id, r) in &cluster.stores {
