@@ -69,8 +69,8 @@ pub struct Report {
     /// Bytes of client writes one raft entry took at most (0: one entry
     /// per write).
     pub proposal_batch_bytes_max: u64,
-    /// Payload bytes a region's raft log held at most before it was
-    /// compacted (0: compacted by entries only).
+    /// Payload bytes at which a region compacted its raft log before the
+    /// entry count did (0: compacted by entries only).
     pub log_gc_threshold_bytes: u64,
     /// The workload.
     pub workload: Workload,
@@ -194,7 +194,8 @@ pub struct Setting {
     /// Bytes of client writes one raft entry took at most (0: one entry
     /// per write).
     pub proposal_batch_bytes_max: u64,
-    /// Log bytes that made a region compact its raft log (0: entries only).
+    /// Payload bytes at which a region compacted its raft log before the
+    /// entry count did (0: compacted by entries only).
     pub log_gc_threshold_bytes: u64,
     /// Workload.
     pub workload: Workload,
